@@ -1,0 +1,90 @@
+"""Actions: the unit of execution, as pure serializable data, and their cache key.
+
+An action says what to run (argv, env), what it reads (workspace sources, and the outputs of
+the targets it depends on, staged under `out/<pkg>/<name>/`), what it must produce, and which
+toolchains it uses. Because it is plain data it could be shipped to another machine.
+
+The action key is blake3 over a canonical JSON encoding of exactly what can change the
+result: implementation version, argv, the env the action sees, each input's path and digest,
+the declared outputs, toolchain fingerprints and executor parameters. Labels, configuration
+values the action never reads, resources, timeouts and tags are not in it: the same download
+under `--config=cpu` and `--config=cuda` is one cache entry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .hashing import digest_bytes
+
+# Bump when the canonical encoding or the sandbox layout changes meaning.
+KEY_SCHEMA_VERSION = 1
+SANDBOX_PLACEHOLDER = "{{sandbox}}"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What an action occupies while it runs; the scheduler never oversubscribes these."""
+
+    cpus: float = 1.0
+    gpus: int = 0
+    memory_mb: int = 0
+    exclusive: bool = False
+
+
+@dataclass(frozen=True)
+class Input:
+    path: str  # where the action sees it, relative to its sandbox
+    digest: str
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    label: str  # the target that declared it (display only, not in the key)
+    mnemonic: str  # e.g. Command, Download, Bench (display only)
+    implementation: str  # rule name and version, e.g. "command/1"
+    argv: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # values may contain {{sandbox}}
+    sources: tuple[tuple[str, str], ...] = ()  # (sandbox path, workspace-relative path)
+    deps: tuple[str, ...] = ()  # labels whose outputs this action reads
+    outputs: tuple[str, ...] = ()  # sandbox-relative files it must produce
+    output_dirs: tuple[str, ...] = ()  # sandbox-relative directories it must produce
+    toolchains: tuple[tuple[str, str], ...] = ()  # (name, fingerprint digest)
+    executor: str = "subprocess"  # which executor runs it
+    params: tuple[tuple[str, object], ...] = ()  # executor parameters (json-able values)
+    resources: Resources = field(default_factory=Resources)
+    timeout_s: float | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def cacheable(self) -> bool:
+        return "no-cache" not in self.tags
+
+    @property
+    def remotable(self) -> bool:
+        return "no-remote" not in self.tags
+
+    def key_components(self, inputs: list[Input]) -> dict:
+        """The canonical content of the key; `explain` diffs two of these."""
+        return {
+            "schema": KEY_SCHEMA_VERSION,
+            "implementation": self.implementation,
+            "executor": self.executor,
+            "argv": list(self.argv),
+            "env": sorted([k, v] for k, v in self.env),
+            "inputs": sorted([i.path, i.digest, i.executable] for i in inputs),
+            "outputs": sorted(self.outputs),
+            "output_dirs": sorted(self.output_dirs),
+            "toolchains": sorted([n, d] for n, d in self.toolchains),
+            "params": sorted([k, v] for k, v in self.params),
+        }
+
+
+def canonical_encoding(components: dict) -> bytes:
+    return json.dumps(components, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def action_key(action: Action, inputs: list[Input]) -> str:
+    return digest_bytes(canonical_encoding(action.key_components(inputs)))

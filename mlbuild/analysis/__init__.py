@@ -1,0 +1,1 @@
+"""Analysis: configured targets → the action graph."""

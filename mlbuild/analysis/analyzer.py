@@ -1,0 +1,100 @@
+"""Analysis: turn the requested labels, under one configuration, into configured targets.
+
+For each target: resolve `select`s, validate attributes against the rule's schema, analyze
+its dependencies first (reporting a cycle as the path that closes it), resolve the toolchains
+it names plus those required by the config values of groups it reads, then let the rule
+declare its actions. Only targets reachable from the request are touched.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import BuildFileError, ToolchainError, did_you_mean
+from ..loading.labels import Label
+from ..loading.select import resolve_selects
+from ..rules import RULES, ConfiguredTarget, RuleContext
+from ..toolchains import ToolchainMissing
+
+_CONFIG_PLACEHOLDER = re.compile(r"\{\{\s*config:\s*([A-Za-z0-9_\-]+)\s*\}\}")
+
+
+class Analyzer:
+    def __init__(self, workspace, configuration, toolchains):
+        self.workspace = workspace
+        self.configuration = configuration
+        self.toolchains = toolchains
+        self.targets: dict[Label, ConfiguredTarget] = {}
+        self._in_progress: list[Label] = []
+
+    def analyze(self, labels: list[Label]) -> dict[Label, ConfiguredTarget]:
+        for label in labels:
+            self._analyze(label, None)
+        return self.targets
+
+    def _analyze(self, label: Label, referenced_at) -> ConfiguredTarget:
+        done = self.targets.get(label)
+        if done is not None:
+            return done
+        if label in self._in_progress:
+            cycle = self._in_progress[self._in_progress.index(label):] + [label]
+            raise BuildFileError(
+                "dependency cycle: " + " -> ".join(map(str, cycle)), referenced_at,
+                "remove one of these dependencies",
+            )
+        decl = self.workspace.target(label, referenced_at)
+        rule = RULES.get(decl.rule)
+        if rule is None:
+            raise BuildFileError(
+                f"unknown rule '{decl.rule}' for {label}", decl.attrs.where("rule"),
+                did_you_mean(decl.rule, RULES) or f"rules: {', '.join(sorted(RULES))}",
+            )
+        self._in_progress.append(label)
+        try:
+            groups_read = set(decl.attrs.get("configs") or [])
+            for group in groups_read:
+                if group not in self.workspace.configs.groups:
+                    raise BuildFileError(f"unknown config group '{group}'", decl.attrs.where("configs"),
+                                         did_you_mean(group, self.workspace.configs.groups))
+            resolved = resolve_selects(decl.attrs, self.workspace.configs, self.configuration, groups_read)
+            groups_read.update(_CONFIG_PLACEHOLDER.findall(repr(resolved)))
+            attrs = rule.validate(resolved, decl.location)
+            deps = {}
+            for text in attrs["deps"]:
+                where = decl.attrs.where("deps")
+                dep_label = Label.parse(text, label.package, where)
+                deps[dep_label] = self._analyze(dep_label, where)
+            toolchains = self._toolchains(label, attrs, decl, groups_read)
+            ctx = RuleContext(
+                label=label, attrs=attrs, location=decl.location, raw_attrs=decl.attrs,
+                workspace=self.workspace, configuration=self.configuration, deps=deps,
+                toolchains=toolchains, groups_read=groups_read, schema=self.workspace.configs,
+            )
+            configured = rule.analyze(ctx)
+        finally:
+            self._in_progress.pop()
+        self.targets[label] = configured
+        return configured
+
+    def _toolchains(self, label, attrs, decl, groups_read) -> dict:
+        """Resolve named toolchains and those the configuration requires; fail before running."""
+        wanted = {name: None for name in attrs["toolchains"]}
+        for source, settings in self.workspace.configs.settings_for(self.configuration, frozenset(groups_read)):
+            for name in settings.toolchains:
+                wanted.setdefault(name, source)
+        resolved = {}
+        for name, required_by in wanted.items():
+            where = decl.attrs.where("toolchains")
+            try:
+                resolved[name] = self.toolchains.resolve(name, where)
+            except ToolchainMissing as exc:
+                reason = f"required by config value {required_by}" if required_by else "named in its toolchains"
+                hint = (
+                    f"choose another value than {required_by} with --config, or build on a machine that has it"
+                    if required_by else "install it, or adjust its declaration under toolchains/"
+                )
+                raise ToolchainError(
+                    f"{label} needs toolchain '{name}' ({reason}), which is unusable here: {exc}",
+                    decl.location, hint + "; `mlbuild toolchain list` shows what is detected",
+                ) from None
+        return resolved

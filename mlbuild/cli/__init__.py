@@ -1,0 +1,1 @@
+"""The `mlbuild` command line: one module per subcommand group, sharing a Session."""

@@ -1,0 +1,145 @@
+"""`mlbuild build`, `run` and `test`: analyze, schedule, execute or reuse, report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import EXIT_BUILD_FAILED, NothingToDoError, UserError
+from ..execution.builder import TEST_FAILED, Builder
+from ..progress import make_progress, summary_line
+from .main import cli
+from .options import build_options, to_build_options
+from .session import Session
+
+
+def _start(ctx, targets, kwargs):
+    session = Session(ctx.obj, kwargs["configs"])
+    labels, graph = session.analyze(list(targets))
+    return session, labels, graph
+
+
+def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
+    progress = make_progress(len(graph))
+    builder = session.builder(to_build_options(kwargs, _detected_gpus()), progress)
+    try:
+        summary = builder.build(graph, tests=tests, force=force)
+    finally:
+        progress.close()
+    for label, error in summary.failures():
+        click.echo(str(error) if isinstance(error, UserError) else f"{label}: {error!r}", err=True)
+    click.echo(summary_line(summary), err=True)
+    return builder, summary
+
+
+def _detected_gpus() -> int:
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return 0
+    done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return sum(1 for line in done.stdout.splitlines() if line.startswith("GPU ")) if done.returncode == 0 else 0
+
+
+def _without_tests(graph, requested):
+    """Drop test actions nothing depends on: `build` builds what tests need, not the tests."""
+    needed = {dep for target in graph.values() for dep in target.deps}
+    return {label: target for label, target in graph.items() if not target.is_test or label in needed}
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@build_options
+@click.pass_context
+def build(ctx, targets, **kwargs):
+    """Build TARGETS (labels or patterns like //pkg/... and //...)."""
+    session, labels, graph = _start(ctx, targets, kwargs)
+    _, summary = _run_build(session, _without_tests(graph, labels), kwargs)
+    if not summary.ok:
+        sys.exit(EXIT_BUILD_FAILED)
+
+
+@cli.command()
+@click.argument("target")
+@build_options
+@click.pass_context
+def run(ctx, target, **kwargs):
+    """Build TARGET, then run it in the foreground with its output streamed."""
+    session, labels, graph = _start(ctx, [target], kwargs)
+    configured = graph[labels[0]]
+    action = configured.run_action
+    if action is None:
+        raise NothingToDoError(f"{labels[0]} has nothing to run",
+                               hint="give a command target a 'run' attribute, or run a bench target")
+    runnable = {label: t for label, t in graph.items() if label != labels[0] or not configured.is_test}
+    builder, summary = _run_build(session, runnable, kwargs)
+    if not summary.ok:
+        sys.exit(EXIT_BUILD_FAILED)
+    click.echo(f"running {labels[0]} ...", err=True)
+    sys.exit(builder.run_foreground(action))
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@build_options
+@click.option("--no-cache-test-results", is_flag=True, help="Run tests even when a cached pass exists.")
+@click.option("--results-json", metavar="FILE", help="Write the test results as JSON.")
+@click.pass_context
+def test(ctx, targets, no_cache_test_results, results_json, **kwargs):
+    """Build and run the test and benchmark targets among TARGETS."""
+    session, labels, graph = _start(ctx, targets, kwargs)
+    tests = {label for label in labels if graph[label].is_test}
+    if not tests:
+        raise NothingToDoError(f"no test or bench targets in {' '.join(targets)}")
+    _, summary = _run_build(session, graph, kwargs, tests=tests,
+                            force=tests if no_cache_test_results else None)
+    rows = test_rows(session, graph, tests, summary)
+    click.echo(format_table(rows))
+    if results_json:
+        Path(results_json).write_text(json.dumps(rows, indent=2) + "\n")
+    if not summary.ok:
+        sys.exit(EXIT_BUILD_FAILED)
+
+
+def test_rows(session, graph, tests, summary) -> list[dict]:
+    rows = []
+    for label in sorted(tests):
+        outcome = summary.outcomes[label]
+        result = outcome.detail if hasattr(outcome.detail, "extra") else None
+        passed = outcome.status not in (TEST_FAILED, "failed", "skipped")
+        verdict = ("PASSED" if passed else "NO STATUS" if outcome.status == "skipped" else "FAILED")
+        row = {
+            "target": str(label), "config": session.configuration.describe(), "verdict": verdict,
+            "cached": outcome.status in ("up-to-date", "cached", "remote"),
+            "duration_s": result.duration_s if result else None,
+        }
+        if result is not None:
+            row.update(result.extra.get("report", {}))
+            if not passed and "failure" in result.extra:
+                row["failure"] = result.extra["failure"]
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    columns = ["target", "verdict", "scenario", "samples_per_second", "latency_p90_ms", "latency_p99_ms",
+               "accuracy", "duration_s"]
+    present = [c for c in columns if any(r.get(c) is not None for r in rows)]
+    cells = [[_cell(r, c) for c in present] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(present)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(present, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(row: dict, column: str) -> str:
+    value = row.get(column)
+    if column == "verdict" and row.get("cached") and value == "PASSED":
+        return "PASSED (cached)"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)

@@ -1,0 +1,57 @@
+"""Options shared by the commands that build: configuration, parallelism, caches."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from ..execution.builder import BuildOptions
+from .session import default_jobs
+
+
+def config_option(f):
+    return click.option(
+        "--config", "configs", multiple=True, metavar="VALUES",
+        help="Config values, comma-separated: --config=cuda,int8,batch_size=8 (see `mlbuild config list`).",
+    )(f)
+
+
+def build_options(f):
+    """Decorate a command with every option that shapes a build."""
+    options = [
+        config_option,
+        click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+                     help="Parallel actions (default: number of cores)."),
+        click.option("-k", "--keep-going", is_flag=True, help="Build as much as possible after a failure."),
+        click.option("--gpus", type=click.IntRange(min=0), default=None,
+                     help="GPUs the scheduler may hand out (default: detected)."),
+        click.option("--remote-cache", metavar="URL", envvar="MLBUILD_REMOTE_CACHE",
+                     help="HTTP cache base URL (GET/PUT/HEAD <url>/cas/<digest>, <url>/ac/<key>)."),
+        click.option("--remote-upload/--no-remote-upload", default=True,
+                     help="Upload results to the remote cache (off: read-only, e.g. CI on pull requests)."),
+        click.option("--remote-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS"),
+        click.option("--remote-token-file", metavar="FILE",
+                     help="Bearer token file for the remote cache (else env MLBUILD_REMOTE_TOKEN)."),
+        click.option("--remote-ca-bundle", metavar="FILE", help="CA bundle to verify the remote cache's TLS."),
+        click.option("--distdir", "distdirs", multiple=True, metavar="DIR",
+                     help="Directory holding files to use instead of downloading them (repeatable)."),
+        click.option("--profile", metavar="FILE", help="Write a Chrome trace-event JSON of the build."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def to_build_options(kwargs: dict, gpus_detected: int) -> BuildOptions:
+    return BuildOptions(
+        jobs=kwargs.get("jobs") or default_jobs(),
+        keep_going=kwargs.get("keep_going", False),
+        gpus=kwargs["gpus"] if kwargs.get("gpus") is not None else gpus_detected,
+        upload=kwargs.get("remote_upload", True),
+    )

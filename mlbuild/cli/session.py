@@ -1,0 +1,56 @@
+"""A Session: the workspace, cache, configuration and toolchains one command works with."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..analysis.analyzer import Analyzer
+from ..errors import NothingToDoError
+from ..execution.builder import BuildOptions, Builder
+from ..loading.workspace import Workspace, find_workspace_root
+from ..storage.local import LocalCache, default_cache_dir
+from ..toolchains import ToolchainRegistry
+
+
+@dataclass
+class GlobalOptions:
+    workspace: str | None = None
+    cache_dir: str | None = None
+    verbose: bool = False
+    configs: list[str] = field(default_factory=list)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+class Session:
+    def __init__(self, options: GlobalOptions, configs: tuple[str, ...] = ()):
+        self.options = options
+        start = Path(options.workspace) if options.workspace else Path.cwd()
+        self.workspace = Workspace(find_workspace_root(start.resolve()))
+        self.cache = LocalCache(Path(options.cache_dir).expanduser() if options.cache_dir else default_cache_dir())
+        tokens = [t.strip() for text in configs for t in text.split(",") if t.strip()]
+        self.configuration = self.workspace.configs.resolve(tokens)
+        self.toolchains = ToolchainRegistry(self.workspace.toolchain_decls, self.cache.root, log)
+
+    def analyze(self, patterns: list[str]):
+        """Expand patterns and analyze them with their dependencies: (requested labels, graph)."""
+        labels = self.workspace.expand(patterns)
+        if not labels:
+            raise NothingToDoError(f"no targets match {' '.join(patterns)}",
+                                   hint="targets tagged 'manual' are only built when named")
+        graph = Analyzer(self.workspace, self.configuration, self.toolchains).analyze(labels)
+        self.workspace.save_caches()
+        return labels, graph
+
+    def builder(self, build_options: BuildOptions, progress, remote=None) -> Builder:
+        return Builder(self.workspace, self.cache, self.configuration, remote=remote,
+                       progress=progress, options=build_options)
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

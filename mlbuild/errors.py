@@ -1,0 +1,97 @@
+"""Errors a user can cause, each carrying where it happened and the exit code it maps to.
+
+The CLI prints a `UserError` as one message (no traceback) and exits with its code; anything
+else is an internal error (traceback only with --verbose). The exit-code table lives here so
+the CLI help, the README and the code agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_BUILD_FAILED = 1  # an action failed, a test or benchmark verdict was FAIL
+EXIT_USAGE = 2  # bad command line (click's own code for usage errors)
+EXIT_BAD_INPUT = 3  # build files, labels, configurations: analysis could not finish
+EXIT_TOOLCHAIN = 4  # a toolchain required by the configuration is missing or too old
+EXIT_NO_TARGETS = 5  # a pattern or test command matched nothing to do
+EXIT_INTERRUPTED = 8  # Ctrl-C
+EXIT_INTERNAL = 70  # a bug in mlbuild (EX_SOFTWARE)
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_BUILD_FAILED: "build or test failed",
+    EXIT_USAGE: "command-line usage error",
+    EXIT_BAD_INPUT: "error in build files, labels or configuration",
+    EXIT_TOOLCHAIN: "required toolchain missing",
+    EXIT_NO_TARGETS: "nothing matched (no targets or no tests)",
+    EXIT_INTERRUPTED: "interrupted",
+    EXIT_INTERNAL: "internal error (please report)",
+}
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a file, 1-based, as editors and compilers print it."""
+
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+
+class UserError(Exception):
+    """Something the user can fix: printed as `location: error: message` plus a hint."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, location: Location | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.location}: error: {self.message}" if self.location else f"error: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class BuildFileError(UserError):
+    """A malformed BUILD.yaml, an unknown attribute, label, config value, or a cycle."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ToolchainError(UserError):
+    """A toolchain the configuration requires is missing or fails its version constraint."""
+
+    exit_code = EXIT_TOOLCHAIN
+
+
+class ActionError(UserError):
+    """An action ran and failed: non-zero exit, timeout, missing output, bad download."""
+
+    exit_code = EXIT_BUILD_FAILED
+
+
+class NothingToDoError(UserError):
+    """A pattern matched no targets, or `test` found no test targets."""
+
+    exit_code = EXIT_NO_TARGETS
+
+
+def did_you_mean(word: str, choices) -> str | None:
+    """A hint naming the closest known spelling, or None when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean '{close[0]}'?" if close else None

@@ -1,0 +1,287 @@
+"""The rebuilder: decide for each action whether to reuse or run it, then do so.
+
+For every configured target, in dependency order (the scheduler's job):
+  1. compute its inputs' digests (sources via the stat cache, deps from their results) and
+     its action key;
+  2. up to date? key equal to the last build's and output files untouched → done, inline;
+  3. else, under a per-key lock shared with other mlbuild processes: local action cache,
+     then the remote cache, else execute in a sandbox, store outputs in the CAS, write the
+     action-cache entry last, and publish to the remote;
+  4. materialize the outputs by hardlink into mlbuild-out/<config>/<pkg>/<name>/.
+Failing tests and benchmarks are never cached; passing ones are, like Bazel's test results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..actions import Action, Input, action_key, canonical_encoding
+from ..errors import ActionError, UserError
+from ..loading.labels import Label
+from ..storage.action_cache import ActionResult, OutputFile
+from ..storage.atomic import write_atomically
+from .executors import EXECUTORS
+from .processes import ProcessRunner
+from .sandbox import Sandbox, stage_result
+from .scheduler import Capacity, Node, Outcome, Scheduler
+from .state import BuildState, TargetState, intact, snapshot
+
+OUTPUT_ROOT = "mlbuild-out"
+CONVENIENCE_LINK = "mlbuild-bin"
+
+# Outcome statuses, as the summary counts them.
+UP_TO_DATE, LOCAL_HIT, REMOTE_HIT, EXECUTED = "up-to-date", "cached", "remote", "executed"
+FAILED, SKIPPED, NO_ACTION = "failed", "skipped", "no-action"
+TEST_FAILED = "test-failed"  # reported, but does not stop the build like FAILED does
+
+
+@dataclass
+class BuildOptions:
+    jobs: int = os.cpu_count() or 1
+    keep_going: bool = False
+    gpus: int = 0
+    memory_mb: int = 0
+    cache_test_results: bool = True
+    upload: bool = True
+
+
+@dataclass
+class BuildSummary:
+    outcomes: dict = field(default_factory=dict)  # Label -> Outcome
+    wall_s: float = 0.0
+
+    def count(self, *statuses) -> int:
+        return sum(1 for o in self.outcomes.values() if o.status in statuses)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(FAILED, SKIPPED, TEST_FAILED) == 0
+
+    def failures(self):
+        return [(label, o.detail) for label, o in self.outcomes.items() if o.status == FAILED]
+
+
+class Builder:
+    def __init__(self, workspace, cache, configuration, *, remote=None, progress=None, options=None,
+                 executors=None):
+        self.workspace = workspace
+        self.cache = cache
+        self.configuration = configuration
+        self.remote = remote
+        self.progress = progress
+        self.options = options or BuildOptions()
+        self.output_root = workspace.root / OUTPUT_ROOT / configuration.name
+        self.state = BuildState(workspace.state_dir / "state" / f"{configuration.name}.pickle")
+        self.runner = ProcessRunner()
+        self.sandbox_base = cache.root / "sandbox"
+        self.results: dict[str, ActionResult] = {}
+        self._keys: dict[str, tuple[str, list[Input]]] = {}
+        self._lock = threading.Lock()
+        self.executors = executors or EXECUTORS
+
+    # -- public ------------------------------------------------------------------------
+    def build(self, graph: dict, *, tests: set | None = None, force: set | None = None) -> BuildSummary:
+        """Build every target of `graph` (a closed set of ConfiguredTargets).
+
+        Targets in `tests` are test-like: their failure is reported, not cached. Targets in
+        `force` bypass every cache (e.g. --no-cache-test-results).
+        """
+        self.graph = graph
+        self.tests = tests or set()
+        self.force = force or set()
+        start = time.monotonic()
+        nodes = {
+            label: Node(
+                deps=tuple(target.deps),
+                resources=target.action.resources if target.action else Node(()).resources,
+                estimate_s=self._estimate(label),
+            )
+            for label, target in graph.items()
+        }
+        scheduler = Scheduler(
+            Capacity(cpus=self.options.jobs, gpus=self.options.gpus, memory_mb=self.options.memory_mb),
+            self.options.jobs,
+        )
+        with self.cache.shared():
+            try:
+                outcomes = scheduler.run(
+                    nodes, self._work, self._try_inline, keep_going=self.options.keep_going,
+                    abort=self.runner.cancel_all, on_event=self._on_event,
+                )
+            finally:
+                self.state.save()
+                self.cache.stat_cache.save()
+        self._update_convenience_link()
+        return BuildSummary(outcomes, time.monotonic() - start)
+
+    def key_of(self, label: Label) -> tuple[str, list[Input]]:
+        """The action key of an analyzed target whose deps have been built."""
+        text = str(label)
+        cached = self._keys.get(text)
+        if cached is None:
+            action = self.graph[label].action
+            inputs = self._inputs(action)
+            cached = (action_key(action, inputs), inputs)
+            self._keys[text] = cached
+        return cached
+
+    def run_foreground(self, action: Action) -> int:
+        """Run an uncached action (a `run` command, a benchmark) with output streamed."""
+        sandbox = Sandbox(self.sandbox_base, action)
+        try:
+            sandbox.stage(self.workspace.root, {d: self.results[d] for d in action.deps}, self.cache.cas)
+            done = self.runner.run(sandbox.argv(), sandbox.root, sandbox.env(), None, None, action.timeout_s)
+            return done.exit_code
+        finally:
+            sandbox.remove()
+
+    # -- scheduler callbacks -------------------------------------------------------------
+    def _on_event(self, event: str, label, outcome) -> None:
+        if self.progress is not None:
+            target = self.graph[label]
+            mnemonic = target.action.mnemonic if target.action else target.rule
+            self.progress.event(event, str(label), mnemonic, outcome)
+
+    def _try_inline(self, label) -> Outcome | None:
+        target = self.graph[label]
+        if target.action is None:
+            return Outcome(NO_ACTION)
+        if label in self.force:
+            return None
+        key, _ = self.key_of(label)
+        previous = self.state.get(str(label))
+        if previous is not None and previous.key == key and intact(previous):
+            self.results[str(label)] = previous.result
+            return Outcome(UP_TO_DATE, previous.result)
+        return None
+
+    def _work(self, label) -> Outcome:
+        target = self.graph[label]
+        action: Action = target.action
+        key, inputs = self.key_of(label)
+        use_cache = action.cacheable and label not in self.force
+        status, result = None, None
+        with self.cache.action_lock(key) if use_cache else _nothing():
+            if use_cache:
+                result = self.cache.actions.lookup(key)
+                status = LOCAL_HIT if result else None
+                if result is None and self.remote is not None and action.remotable:
+                    result = self.remote.fetch(key, self.cache)
+                    status = REMOTE_HIT if result else None
+            if result is None:
+                try:
+                    result = self._execute(action, key, inputs, label in self.tests)
+                except UserError as exc:
+                    return Outcome(FAILED, exc)
+                status = EXECUTED
+                if result.exit_code == 0 and use_cache:
+                    self.cache.actions.store(key, result)
+                    if self.remote is not None and action.remotable and self.options.upload:
+                        self.remote.publish(key, result, self.cache)
+        self._materialize(label, key, result)
+        if result.exit_code != 0:
+            return Outcome(TEST_FAILED, result)
+        return Outcome(status, result)
+
+    # -- pieces ----------------------------------------------------------------------------
+    def _inputs(self, action: Action) -> list[Input]:
+        root = self.workspace.root
+        stat_cache = self.cache.stat_cache
+        inputs = []
+        for sandbox_path, relative in action.sources:
+            path = root / relative
+            st = os.stat(path)
+            inputs.append(Input(sandbox_path, stat_cache.digest(path, st), bool(st.st_mode & 0o111)))
+        for dep in action.deps:
+            base = "out/" + dep[2:].replace(":", "/", 1)
+            for output in self.results[dep].outputs:
+                inputs.append(Input(f"{base}/{output.path}", output.digest, output.executable))
+        return inputs
+
+    def _execute(self, action: Action, key: str, inputs: list[Input], is_test: bool) -> ActionResult:
+        self._record_key_components(key, action, inputs)
+        sandbox = Sandbox(self.sandbox_base, action)
+        try:
+            sandbox.stage(self.workspace.root, {d: self.results[d] for d in action.deps}, self.cache.cas)
+            logs = sandbox.root.with_name(sandbox.root.name + ".logs")
+            logs.mkdir()
+            try:
+                execute = self.executors[action.executor]
+                extra = {}
+                try:
+                    execution = execute(self, sandbox, logs, extra)
+                except ActionError as exc:
+                    if not is_test:
+                        raise
+                    return ActionResult(outputs=(), exit_code=1, extra={**extra, "failure": str(exc)})
+                files, directories, symlinks = sandbox.collect(action.label)
+                cas = self.cache.cas
+                outputs = tuple(
+                    OutputFile(rel, cas.put_file(path, executable, take=True), path.stat().st_size, executable)
+                    for rel, path, executable in files
+                )
+                return ActionResult(
+                    outputs=outputs, directories=tuple(directories), symlinks=tuple(symlinks),
+                    exit_code=0,
+                    stdout_digest=cas.put_file(execution.stdout, take=True),
+                    stderr_digest=cas.put_file(execution.stderr, take=True),
+                    duration_s=round(execution.duration_s, 3), extra=extra,
+                )
+            finally:
+                shutil.rmtree(logs, ignore_errors=True)
+        finally:
+            sandbox.remove()
+
+    def _record_key_components(self, key: str, action: Action, inputs: list[Input]) -> None:
+        """Keep the canonical key content of executed actions so `explain` can diff them."""
+        path = self.cache.root / "keys" / key[:2] / key
+        if not path.exists():
+            write_atomically(path, canonical_encoding(action.key_components(inputs)))
+
+    def _materialize(self, label, key: str, result: ActionResult) -> None:
+        directory = self.output_root / label.package / label.name
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        stage_result(directory, result, self.cache.cas)
+        self.results[str(label)] = result
+        if result.exit_code == 0:
+            with self._lock:
+                before = self.state.get(str(label))
+                previous_key = before and (before.previous_key if before.key == key else before.key)
+                self.state.record(str(label), TargetState(key, result, snapshot(directory, result), previous_key))
+
+    def _estimate(self, label) -> float:
+        previous = self.state.get(str(label))
+        return previous.result.duration_s + 0.01 if previous else 1.0
+
+    def _update_convenience_link(self) -> None:
+        link = self.workspace.root / CONVENIENCE_LINK
+        target = os.path.relpath(self.output_root, self.workspace.root)
+        if link.is_symlink() and os.readlink(link) == target:
+            return
+        tmp = link.with_name(f".{CONVENIENCE_LINK}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def load_key_components(cache_root: Path, key: str) -> dict | None:
+    try:
+        return json.loads((cache_root / "keys" / key[:2] / key).read_bytes())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,188 @@
+"""A parallel, resource-aware DAG scheduler, critical path first.
+
+Pools, in ninja's spirit: every node declares what it occupies (cpus, gpus, memory, or the
+whole machine when `exclusive`), and a node starts only when its dependencies are done and
+its resources fit in what is free. Among ready nodes the one with the longest remaining chain
+of estimated work below it starts first, so the critical path is never left waiting behind
+short independent work. A node too big for the machine is clamped to the whole machine
+(cpus, memory) so it still runs alone; a GPU count that does not exist fails it.
+
+Control flow of `run`:
+  1. nodes with no pending deps are "ready"; each ready node is first offered to `try_inline`
+     (the up-to-date check, done in the calling thread: a no-op build never touches the pool);
+  2. nodes that need work are started on the thread pool in priority order while resources
+     fit (an exclusive node waits for the machine to drain and blocks later starts meanwhile);
+  3. when a node finishes, its dependents' pending counts drop and new nodes become ready;
+  4. on failure without keep_going, nothing new starts, `abort` is called so running work is
+     cancelled, and the remaining nodes are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable, Hashable
+
+from ..actions import Resources
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpus: float
+    gpus: int = 0
+    memory_mb: int = 0  # 0 = do not track memory
+
+
+@dataclass
+class Node:
+    deps: tuple[Hashable, ...]
+    resources: Resources = field(default_factory=Resources)
+    estimate_s: float = 1.0
+
+
+class NodeFailed(Exception):
+    """Raised by a worker for an expected failure (the message is reported as is)."""
+
+
+@dataclass
+class Outcome:
+    status: str  # any string the worker returns; "failed" and "skipped" are set by the scheduler
+    detail: object = None
+
+
+class Scheduler:
+    def __init__(self, capacity: Capacity, jobs: int):
+        self.capacity = capacity
+        self.jobs = max(1, jobs)
+
+    def _demand(self, resources: Resources) -> tuple[float, int, int]:
+        if resources.exclusive:
+            return self.capacity.cpus, self.capacity.gpus, self.capacity.memory_mb
+        memory = min(resources.memory_mb, self.capacity.memory_mb) if self.capacity.memory_mb else 0
+        return min(resources.cpus, self.capacity.cpus), resources.gpus, memory
+
+    def run(
+        self,
+        nodes: dict[Hashable, Node],
+        work: Callable[[Hashable], Outcome],
+        try_inline: Callable[[Hashable], Outcome | None] = lambda _: None,
+        keep_going: bool = False,
+        abort: Callable[[], None] = lambda: None,
+        on_event: Callable[[str, Hashable, Outcome | None], None] = lambda *_: None,
+    ) -> dict[Hashable, Outcome]:
+        priority = _critical_path(nodes)
+        dependents: dict[Hashable, list] = {n: [] for n in nodes}
+        pending = {}
+        for name, node in nodes.items():
+            pending[name] = len(node.deps)
+            for dep in node.deps:
+                dependents[dep].append(name)
+        outcomes: dict[Hashable, Outcome] = {}
+        counter = itertools.count()
+        ready: list = []
+        free_cpus, free_gpus, free_memory = self.capacity.cpus, self.capacity.gpus, self.capacity.memory_mb
+        running: dict[Future, Hashable] = {}
+        failed = False
+
+        def finish(name, outcome: Outcome):
+            outcomes[name] = outcome
+            on_event("finished", name, outcome)
+            blocked = outcome.status in ("failed", "skipped")
+            for child in dependents[name]:
+                if blocked:
+                    skip(child, name)
+                    continue
+                pending[child] -= 1
+                if pending[child] == 0 and child not in outcomes:
+                    offer(child)
+
+        def skip(name, because):
+            if name in outcomes:
+                return
+            finish(name, Outcome("skipped", because))
+
+        def offer(name):
+            inline = try_inline(name)
+            if inline is not None:
+                finish(name, inline)
+            else:
+                heapq.heappush(ready, (-priority[name], next(counter), name))
+
+        for name in [n for n in nodes if pending[n] == 0]:
+            offer(name)
+
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlbuild") as pool:
+            try:
+                while ready or running:
+                    deferred = []
+                    while ready and not failed and len(running) < self.jobs:
+                        entry = heapq.heappop(ready)
+                        name = entry[2]
+                        cpus, gpus, memory = self._demand(nodes[name].resources)
+                        if gpus > self.capacity.gpus:
+                            finish(name, Outcome("failed", f"needs {gpus} GPU(s), this machine has {self.capacity.gpus}"))
+                            failed = failed or not keep_going
+                            continue
+                        if cpus <= free_cpus + 1e-9 and gpus <= free_gpus and memory <= free_memory:
+                            free_cpus, free_gpus, free_memory = free_cpus - cpus, free_gpus - gpus, free_memory - memory
+                            on_event("started", name, None)
+                            running[pool.submit(work, name)] = name
+                        else:
+                            deferred.append(entry)
+                            if nodes[name].resources.exclusive:
+                                break  # let the machine drain for it
+                    for entry in deferred:
+                        heapq.heappush(ready, entry)
+                    if failed and not running:
+                        break
+                    if not running:
+                        if ready:  # nothing runs and nothing fits: cannot happen with clamping
+                            raise RuntimeError("scheduler stalled with ready nodes")
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        name = running.pop(future)
+                        cpus, gpus, memory = self._demand(nodes[name].resources)
+                        free_cpus, free_gpus, free_memory = free_cpus + cpus, free_gpus + gpus, free_memory + memory
+                        try:
+                            outcome = future.result()
+                        except NodeFailed as exc:
+                            outcome = Outcome("failed", exc)
+                        except Exception as exc:  # an internal error still fails only this node
+                            outcome = Outcome("failed", exc)
+                        if outcome.status == "failed" and not keep_going and not failed:
+                            failed = True
+                            abort()
+                        finish(name, outcome)
+            except BaseException:
+                abort()
+                raise
+        for name in nodes:
+            if name not in outcomes:
+                outcomes[name] = Outcome("skipped", None)
+        return outcomes
+
+
+def _critical_path(nodes: dict[Hashable, Node]) -> dict[Hashable, float]:
+    """Estimated seconds from the start of each node to the end of the longest chain above it."""
+    dependents: dict[Hashable, list] = {n: [] for n in nodes}
+    indegree = {n: 0 for n in nodes}
+    for name, node in nodes.items():
+        for dep in node.deps:
+            dependents[dep].append(name)
+            indegree[name] += 1
+    order, stack = [], [n for n, d in indegree.items() if d == 0]
+    while stack:
+        name = stack.pop()
+        order.append(name)
+        for child in dependents[name]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                stack.append(child)
+    longest: dict[Hashable, float] = {}
+    for name in reversed(order):
+        below = max((longest[c] for c in dependents[name]), default=0.0)
+        longest[name] = nodes[name].estimate_s + below
+    return longest

@@ -1,0 +1,1 @@
+"""Loading: labels, BUILD files, configurations and toolchain declarations."""

@@ -1,0 +1,180 @@
+"""The workspace: the root BUILD.yaml, packages under targets/, toolchain files, loaded lazily.
+
+Only packages that the requested patterns and their dependencies reach are parsed. Parsed files
+are kept in `.mlbuild/parse-cache.pickle`, keyed by (size, mtime_ns), so an unchanged
+workspace is not re-parsed on the next invocation: re-parsing every script on every call is
+what makes a warm MLCFlow run cost seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BuildFileError, Location, did_you_mean
+from .configs import ConfigSchema
+from .labels import Label, Pattern
+from .yamlsource import LocatedDict, expect_mapping, load_yaml
+
+ROOT_FILE = "BUILD.yaml"
+PACKAGES_DIR = "targets"
+TOOLCHAINS_DIR = "toolchains"
+STATE_DIR = ".mlbuild"
+_ROOT_KEYS = {"workspace", "config", "config_rules"}
+
+
+@dataclass(frozen=True)
+class TargetDecl:
+    """A target as written in a BUILD file, before configuration."""
+
+    label: Label
+    rule: str
+    attrs: LocatedDict
+    location: Location
+
+
+def find_workspace_root(start: Path) -> Path:
+    for directory in [start, *start.parents]:
+        if (directory / ROOT_FILE).is_file() and (directory / PACKAGES_DIR).is_dir():
+            return directory
+    raise BuildFileError(
+        f"no workspace found at or above {start}",
+        hint=f"a workspace is a directory holding {ROOT_FILE} and a {PACKAGES_DIR}/ directory",
+    )
+
+
+class Workspace:
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self.state_dir = self.root / STATE_DIR
+        self._parse_cache_file = self.state_dir / "parse-cache.pickle"
+        self._parse_cache = self._load_parse_cache()
+        self._parse_cache_dirty = False
+        self._packages: dict[str, dict[str, TargetDecl]] = {}
+        root_doc = self._load(self.root / ROOT_FILE)
+        for key in root_doc:
+            if key not in _ROOT_KEYS:
+                raise BuildFileError(
+                    f"unknown section '{key}' in {ROOT_FILE}", root_doc.where(key),
+                    did_you_mean(str(key), _ROOT_KEYS) or f"sections: {', '.join(sorted(_ROOT_KEYS))}",
+                )
+        self.settings: dict = dict(root_doc.get("workspace") or {})
+        self.configs = ConfigSchema.from_yaml(root_doc.get("config"), root_doc.get("config_rules"))
+        self.toolchain_decls = self._load_toolchain_decls()
+
+    # -- files -----------------------------------------------------------------------------
+    def relative(self, path: Path) -> str:
+        return os.path.relpath(path, self.root)
+
+    def _load(self, path: Path) -> LocatedDict:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise BuildFileError(f"{self.relative(path)} not found") from None
+        stamp = (st.st_size, st.st_mtime_ns)
+        cached = self._parse_cache.get(str(path))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        document = load_yaml(path, self.relative(path))
+        if not isinstance(document, LocatedDict):
+            raise BuildFileError("a BUILD file must be a mapping", Location(self.relative(path), 1, 1))
+        self._parse_cache[str(path)] = (stamp, document)
+        self._parse_cache_dirty = True
+        return document
+
+    def _load_parse_cache(self) -> dict:
+        try:
+            with open(self._parse_cache_file, "rb") as f:
+                return pickle.load(f)
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError):
+            return {}
+
+    def save_caches(self) -> None:
+        if not self._parse_cache_dirty:
+            return
+        self.state_dir.mkdir(exist_ok=True)
+        tmp = self._parse_cache_file.with_name(f"parse-cache.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(self._parse_cache, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, self._parse_cache_file)
+        self._parse_cache_dirty = False
+
+    # -- packages and targets --------------------------------------------------------------
+    def package_dir(self, package: str) -> Path:
+        return self.root / PACKAGES_DIR / package
+
+    def package(self, package: str, referenced_at: Location | None = None) -> dict[str, TargetDecl]:
+        if package in self._packages:
+            return self._packages[package]
+        build_file = self.package_dir(package) / ROOT_FILE
+        if not build_file.is_file():
+            raise BuildFileError(
+                f"no package '//{package}': {self.relative(build_file)} does not exist", referenced_at,
+                did_you_mean(package, self.all_packages()),
+            )
+        document = self._load(build_file)
+        targets = {}
+        for name, body in document.items():
+            where = document.where(name)
+            label = Label.parse(f"//{package}:{name}", location=where)
+            body = expect_mapping(body, f"target '{name}'", where)
+            rule = body.get("rule")
+            if not isinstance(rule, str):
+                raise BuildFileError(f"target '{name}' has no 'rule'", where, "add e.g. 'rule: command'")
+            targets[name] = TargetDecl(label, rule, body, where)
+        self._packages[package] = targets
+        return targets
+
+    def target(self, label: Label, referenced_at: Location | None = None) -> TargetDecl:
+        targets = self.package(label.package, referenced_at)
+        decl = targets.get(label.name)
+        if decl is None:
+            raise BuildFileError(
+                f"no target '{label.name}' in package '//{label.package}'", referenced_at,
+                did_you_mean(label.name, targets) or f"targets there: {', '.join(sorted(targets)) or 'none'}",
+            )
+        return decl
+
+    def all_packages(self) -> list[str]:
+        base = self.root / PACKAGES_DIR
+        found = []
+        for directory, subdirs, files in os.walk(base):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            if ROOT_FILE in files:
+                found.append(os.path.relpath(directory, base).replace(os.sep, "/"))
+        return found
+
+    def expand(self, patterns: list[str]) -> list[Label]:
+        """Targets matched by patterns; `manual`-tagged targets only when named exactly."""
+        labels: list[Label] = []
+        for text in patterns:
+            pattern = Pattern.parse(text)
+            if pattern.name is not None:
+                labels.append(self.target(Label(pattern.package, pattern.name), Location(text)).label)
+                continue
+            if pattern.recursive:
+                packages = [p for p in self.all_packages() if pattern.matches_package(p)]
+            else:
+                packages = [pattern.package]
+            for package in packages:
+                for decl in self.package(package, Location(text)).values():
+                    if "manual" not in (decl.attrs.get("tags") or []):
+                        labels.append(decl.label)
+        return list(dict.fromkeys(labels))
+
+    # -- toolchains ------------------------------------------------------------------------
+    def _load_toolchain_decls(self) -> dict[str, tuple[LocatedDict, Path]]:
+        decls: dict[str, tuple[LocatedDict, Path]] = {}
+        directory = self.root / TOOLCHAINS_DIR
+        if not directory.is_dir():
+            return decls
+        for path in sorted(directory.glob("*.yaml")):
+            document = self._load(path)
+            for name, body in document.items():
+                where = document.where(name)
+                if name in decls:
+                    raise BuildFileError(f"toolchain '{name}' declared twice", where)
+                decls[name] = (expect_mapping(body, f"toolchain '{name}'", where), path)
+        return decls

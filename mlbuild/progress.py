@@ -1,0 +1,104 @@
+"""Build progress: a live display on a terminal (rich), plain lines otherwise, and the summary."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from .execution.builder import (
+    EXECUTED, FAILED, LOCAL_HIT, NO_ACTION, REMOTE_HIT, SKIPPED, TEST_FAILED, UP_TO_DATE, BuildSummary,
+)
+
+
+class PlainProgress:
+    """One line per action that did something; quiet about what was already up to date."""
+
+    def __init__(self, total: int, stream=None):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.started: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def event(self, event: str, label: str, mnemonic: str, outcome) -> None:
+        with self._lock:
+            if event == "started":
+                self.started[label] = time.monotonic()
+                return
+            self.done += 1
+            elapsed = time.monotonic() - self.started.pop(label, time.monotonic())
+            self.report(label, mnemonic, outcome.status, elapsed)
+
+    def report(self, label: str, mnemonic: str, status: str, elapsed: float) -> None:
+        if status in (UP_TO_DATE, NO_ACTION, SKIPPED):
+            return
+        words = {EXECUTED: "built", LOCAL_HIT: "cache hit", REMOTE_HIT: "remote hit",
+                 FAILED: "FAILED", TEST_FAILED: "FAILED"}[status]
+        print(f"[{self.done}/{self.total}] {words} {label} ({mnemonic}, {elapsed:.1f}s)", file=self.stream)
+
+    def message(self, text: str) -> None:
+        print(text, file=self.stream)
+
+    def close(self) -> None:
+        pass
+
+
+class LiveProgress(PlainProgress):
+    """A rich live panel: running actions with their elapsed time, done/total and hit counts."""
+
+    def __init__(self, total: int, stream=None):
+        super().__init__(total, stream)
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(file=self.stream)
+        self.counts = {EXECUTED: 0, LOCAL_HIT: 0, REMOTE_HIT: 0, UP_TO_DATE: 0}
+        self.live = Live(self._render(), console=self.console, refresh_per_second=8,
+                         get_renderable=self._render, transient=True)
+        self.live.start()
+
+    def report(self, label, mnemonic, status, elapsed):
+        if status in self.counts:
+            self.counts[status] += 1
+        if status in (EXECUTED, REMOTE_HIT, FAILED, TEST_FAILED):
+            self.live.console.print(f"[{self.done}/{self.total}] " + {
+                EXECUTED: "[green]built[/]", REMOTE_HIT: "[cyan]remote hit[/]",
+                FAILED: "[red]FAILED[/]", TEST_FAILED: "[red]FAILED[/]"}[status]
+                + f" {label} ({mnemonic}, {elapsed:.1f}s)", highlight=False)
+
+    def _render(self):
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 1))
+        cached = self.counts[LOCAL_HIT] + self.counts[UP_TO_DATE]
+        table.add_row(f"[bold]{self.done}/{self.total}[/] done, {self.counts[EXECUTED]} executed, "
+                      f"{cached} cached, {self.counts[REMOTE_HIT]} remote hits, {len(self.started)} running")
+        now = time.monotonic()
+        for label, since in sorted(self.started.items(), key=lambda item: item[1])[:8]:
+            table.add_row(f"  [yellow]running[/] {label} {now - since:.1f}s")
+        return table
+
+    def message(self, text: str) -> None:
+        self.live.console.print(text, highlight=False)
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def make_progress(total: int, stream=None):
+    stream = stream or sys.stderr
+    return LiveProgress(total, stream) if stream.isatty() else PlainProgress(total, stream)
+
+
+def summary_line(summary: BuildSummary, remote_stats=None) -> str:
+    executed = summary.count(EXECUTED)
+    up_to_date, hits, remote = summary.count(UP_TO_DATE), summary.count(LOCAL_HIT), summary.count(REMOTE_HIT)
+    failed = summary.count(FAILED, TEST_FAILED)
+    skipped = summary.count(SKIPPED)
+    verdict = "OK" if summary.ok else "FAILED"
+    text = (f"Build {verdict}: {len(summary.outcomes)} targets, {executed} executed, "
+            f"{up_to_date + hits} cached ({up_to_date} up to date, {hits} local hits), {remote} remote hits")
+    if failed or skipped:
+        text += f", {failed} failed, {skipped} skipped"
+    return text + f" in {summary.wall_s:.2f}s"

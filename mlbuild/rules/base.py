@@ -1,0 +1,289 @@
+"""What every rule shares: attribute schemas, the analysis context, placeholders, sandbox paths.
+
+Rules only declare actions; they never run anything. A rule receives a `RuleContext` (its
+attributes with `select`s already resolved, its dependencies' declared outputs, resolved
+toolchains) and returns a `ConfiguredTarget` holding the action to build it and, optionally,
+the action `mlbuild run` executes in the foreground.
+
+Sandbox layout, fixed so keys do not depend on where the sandbox lives:
+  <workspace-relative path>        each declared source (targets/<pkg>/file.py)
+  out/<pkg>/<name>/...             the outputs of target //pkg:name
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from ..actions import SANDBOX_PLACEHOLDER, Action, Resources
+from ..errors import BuildFileError, Location, did_you_mean
+from ..loading.configs import Configuration
+from ..loading.labels import Label
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ORT_NUM_THREADS")
+_BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def output_dir(label: Label) -> str:
+    return f"out/{label.package}/{label.name}"
+
+
+@dataclass(frozen=True)
+class Attr:
+    kind: str  # str, int, float, bool, list, dict, labels
+    default: object = None
+    required: bool = False
+    doc: str = ""
+
+
+COMMON_ATTRS = {
+    "rule": Attr("str", required=True),
+    "doc": Attr("str", ""),
+    "tags": Attr("list", []),
+    "deps": Attr("labels", []),
+    "toolchains": Attr("list", []),
+    "configs": Attr("list", [], doc="config groups the target reads besides those in select/{{config:}}"),
+    "resources": Attr("dict", {}),
+    "timeout": Attr("float", None),
+    "env": Attr("dict", {}),
+}
+
+_TYPE_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, list),
+    "labels": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "dict": lambda v: isinstance(v, dict),
+}
+
+
+@dataclass(frozen=True)
+class ConfiguredTarget:
+    """A target analyzed under one configuration."""
+
+    label: Label
+    rule: str
+    deps: tuple[Label, ...]
+    action: Action | None
+    outputs: tuple[str, ...] = ()  # relative to the target's output dir
+    output_dirs: tuple[str, ...] = ()
+    run_action: Action | None = None
+    is_test: bool = False
+    groups_read: frozenset = frozenset()
+    info: dict = field(default_factory=dict)  # rule facts for reports (e.g. bench thresholds)
+
+
+class Rule:
+    """Base of every rule: subclasses set `name`, `version`, `attrs` and implement `analyze`."""
+
+    name = ""
+    version = 1
+    attrs: dict[str, Attr] = {}
+
+    @property
+    def implementation(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    def schema(self) -> dict[str, Attr]:
+        return {**COMMON_ATTRS, **self.attrs}
+
+    def validate(self, attrs, location: Location) -> dict:
+        """Check names and types; return attributes with defaults filled in."""
+        schema = self.schema()
+        values = {}
+        for key, value in attrs.items():
+            where = attrs.where(key) if hasattr(attrs, "where") else location
+            spec = schema.get(key)
+            if spec is None:
+                raise BuildFileError(
+                    f"unknown attribute '{key}' for rule '{self.name}'", where,
+                    did_you_mean(str(key), schema) or f"attributes: {', '.join(sorted(schema))}",
+                )
+            if value is not None and not _TYPE_CHECKS[spec.kind](value):
+                raise BuildFileError(
+                    f"attribute '{key}' must be {spec.kind}, got {type(value).__name__}", where
+                )
+            values[key] = value
+        for key, spec in schema.items():
+            if key not in values or values[key] is None:
+                if spec.required:
+                    raise BuildFileError(f"rule '{self.name}' requires attribute '{key}'", location)
+                values[key] = spec.default
+        return values
+
+    def analyze(self, ctx: "RuleContext") -> ConfiguredTarget:
+        raise NotImplementedError
+
+
+class RuleContext:
+    """What a rule sees while analyzing one target under one configuration."""
+
+    _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)(?::([^}]*?))?\s*\}\}")
+
+    def __init__(self, *, label, attrs, location, raw_attrs, workspace, configuration: Configuration,
+                 deps: dict, toolchains: dict, groups_read: set, schema):
+        self.label = label
+        self.attrs = attrs
+        self.location = location
+        self._raw = raw_attrs
+        self.workspace = workspace
+        self.configuration = configuration
+        self.deps = deps  # Label -> ConfiguredTarget
+        self.toolchains = toolchains  # name -> ResolvedToolchain
+        self.groups_read = groups_read
+        self.schema = schema
+        self.outputs: list[str] = []
+
+    def where(self, attr: str) -> Location:
+        return self._raw.where(attr) if attr in self._raw else self.location
+
+    @property
+    def outdir(self) -> str:
+        return output_dir(self.label)
+
+    # -- sources and outputs -----------------------------------------------------------
+    def sources(self, attr: str = "srcs") -> list[tuple[str, str]]:
+        """(sandbox path, workspace-relative path) of each declared source; globs expand."""
+        package_dir = self.workspace.package_dir(self.label.package)
+        found = []
+        for pattern in self.attrs.get(attr) or []:
+            check_relative_path(pattern, f"source '{pattern}'", self.where(attr))
+            matches = sorted(glob.glob(str(package_dir / pattern), recursive=True))
+            files = [m for m in matches if os.path.isfile(m)]
+            if not files:
+                raise BuildFileError(
+                    f"source '{pattern}' of {self.label} not found in {self.workspace.relative(package_dir)}",
+                    self.where(attr),
+                )
+            for path in files:
+                relative = self.workspace.relative(path).replace(os.sep, "/")
+                found.append((relative, relative))
+        return found
+
+    def declare_outputs(self, names: list[str], attr: str) -> list[str]:
+        for name in names:
+            check_relative_path(name, f"output '{name}'", self.where(attr))
+        return [f"{self.outdir}/{name}" for name in names]
+
+    # -- environment -------------------------------------------------------------------
+    def resources(self) -> Resources:
+        raw = self.attrs.get("resources") or {}
+        known = {"cpus", "gpus", "memory_mb", "exclusive"}
+        for key in raw:
+            if key not in known:
+                raise BuildFileError(
+                    f"unknown resource '{key}'", self.where("resources"),
+                    did_you_mean(key, known) or f"resources: {', '.join(sorted(known))}",
+                )
+        return Resources(
+            cpus=float(raw.get("cpus", 1)), gpus=int(raw.get("gpus", 0)),
+            memory_mb=int(raw.get("memory_mb", 0)),
+            exclusive=bool(raw.get("exclusive", False)) or "exclusive" in (self.attrs.get("tags") or []),
+        )
+
+    def action_env(self, extra: dict | None = None) -> tuple[tuple[str, str], ...]:
+        """Scrubbed env: fixed PATH, sandbox HOME/TMPDIR, pinned threads, then declared env."""
+        threads = str(max(1, int(self.resources().cpus)))
+        bin_dirs = [d for t in self.toolchains.values() for d in t.bin_dirs]
+        env = {
+            "PATH": ":".join([*dict.fromkeys(bin_dirs), _BASE_PATH]),
+            "HOME": f"{SANDBOX_PLACEHOLDER}/.home",
+            "TMPDIR": f"{SANDBOX_PLACEHOLDER}/.tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **{var: threads for var in THREAD_ENV_VARS},
+        }
+        for toolchain in self.toolchains.values():
+            env.update(toolchain.env)
+        for _source, settings in self.workspace.configs.settings_for(self.configuration, frozenset(self.groups_read)):
+            env.update(dict(settings.env))
+        env.update(extra or {})
+        for key, value in (self.attrs.get("env") or {}).items():
+            env[str(key)] = self.expand(str(value), "env")
+        return tuple(sorted(env.items()))
+
+    def toolchain_digests(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((name, t.digest) for name, t in self.toolchains.items()))
+
+    # -- placeholders ------------------------------------------------------------------
+    def expand(self, text: str, attr: str) -> str:
+        """Replace {{out}}, {{out:NAME}}, {{outdir}}, {{src:NAME}}, {{srcs}}, {{dep:LABEL [PATH]}},
+        {{config:GROUP}}, {{toolchain:NAME[.TOOL]}} and {{sandbox}} in `text`."""
+        return self._PLACEHOLDER.sub(lambda m: self._placeholder(m.group(1), (m.group(2) or "").strip(), attr), text)
+
+    def _placeholder(self, kind: str, arg: str, attr: str) -> str:
+        where = self.where(attr)
+        if kind == "sandbox":
+            return SANDBOX_PLACEHOLDER
+        if kind == "outdir":
+            return self.outdir
+        if kind == "out":
+            if not arg:
+                if len(self.outputs) != 1:
+                    raise BuildFileError(
+                        f"{{{{out}}}} needs exactly one declared output, {self.label} has {len(self.outputs)}",
+                        where, "use {{out:NAME}}",
+                    )
+                return self.outputs[0]
+            path = f"{self.outdir}/{arg}"
+            if path not in self.outputs:
+                raise BuildFileError(f"{{{{out:{arg}}}}}: '{arg}' is not a declared output of {self.label}", where)
+            return path
+        if kind in ("src", "srcs"):
+            sources = [s for s, _ in self.sources()]
+            if kind == "srcs":
+                return " ".join(sources)
+            wanted = f"targets/{self.label.package}/{arg}"
+            if wanted not in sources:
+                raise BuildFileError(f"{{{{src:{arg}}}}}: '{arg}' is not in srcs of {self.label}", where)
+            return wanted
+        if kind == "dep":
+            text, _, inner = arg.partition(" ")
+            label = Label.parse(text, self.label.package, where)
+            dep = self.deps.get(label)
+            if dep is None:
+                raise BuildFileError(f"{{{{dep:{arg}}}}}: {label} is not in deps of {self.label}", where, "add it to deps")
+            base = output_dir(label)
+            if inner:
+                return f"{base}/{inner.strip()}"
+            items = list(dep.outputs) + list(dep.output_dirs)
+            return f"{base}/{items[0]}" if len(items) == 1 else base
+        if kind == "config":
+            if arg not in self.workspace.configs.groups:
+                raise BuildFileError(
+                    f"{{{{config:{arg}}}}}: unknown config group", where,
+                    did_you_mean(arg, self.workspace.configs.groups),
+                )
+            self.groups_read.add(arg)
+            return str(self.configuration[arg])
+        if kind == "toolchain":
+            name, _, tool = arg.partition(".")
+            toolchain = self.toolchains.get(name)
+            if toolchain is None:
+                raise BuildFileError(
+                    f"{{{{toolchain:{arg}}}}}: toolchain '{name}' is not in toolchains of {self.label}", where
+                )
+            paths = toolchain.paths
+            if tool:
+                if tool not in paths:
+                    raise BuildFileError(f"toolchain '{name}' provides {', '.join(paths)}, not '{tool}'", where)
+                return paths[tool]
+            return next(iter(paths.values()))
+        raise BuildFileError(f"unknown placeholder '{{{{{kind}}}}}'", where,
+                             "placeholders: out, outdir, src, srcs, dep, config, toolchain, sandbox")
+
+
+def check_relative_path(path: str, what: str, location: Location) -> None:
+    """Reject absolute paths and `..`: nothing may be read or written outside the sandbox."""
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or ".." in pure.parts:
+        raise BuildFileError(
+            f"{what} escapes the sandbox", location,
+            "paths must be relative and must not contain '..'",
+        )

@@ -1,0 +1,67 @@
+"""`command`: the generic hermetic action (a shell command or an argv), Bazel's genrule."""
+
+from __future__ import annotations
+
+import shlex
+
+from ..actions import Action
+from ..errors import BuildFileError
+from .base import Attr, ConfiguredTarget, Rule, RuleContext
+
+
+class CommandRule(Rule):
+    name = "command"
+    version = 1
+    attrs = {
+        "cmd": Attr("str", doc="shell command (bash -c), placeholders expanded"),
+        "argv": Attr("list", doc="argument vector, run without a shell"),
+        "srcs": Attr("list", []),
+        "outs": Attr("list", []),
+        "out_dirs": Attr("list", []),
+        "run": Attr("str", doc="shell command `mlbuild run` executes after building"),
+        "test": Attr("bool", False, doc="a test: `mlbuild test` runs it and caches passes"),
+    }
+
+    def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
+        attrs = ctx.attrs
+        if (attrs["cmd"] is None) == (attrs["argv"] is None):
+            raise BuildFileError(f"{ctx.label}: give exactly one of 'cmd' or 'argv'", ctx.location)
+        outputs = ctx.declare_outputs(attrs["outs"], "outs")
+        output_dirs = ctx.declare_outputs(attrs["out_dirs"], "out_dirs")
+        ctx.outputs = outputs
+        argv = self.argv(ctx, attrs["cmd"], attrs["argv"], "cmd" if attrs["cmd"] is not None else "argv")
+        is_test = bool(attrs["test"]) or "test" in attrs["tags"]
+        action = self.action(ctx, argv, outputs, output_dirs, mnemonic="Test" if is_test else "Command")
+        run_action = None
+        if attrs["run"]:
+            run_action = Action(
+                label=str(ctx.label), mnemonic="Run", implementation=self.implementation,
+                argv=("/bin/bash", "-c", ctx.expand(attrs["run"], "run")),
+                env=action.env, sources=action.sources, deps=(*action.deps, str(ctx.label)),
+                toolchains=action.toolchains, tags=("no-cache",),
+            )
+        return ConfiguredTarget(
+            label=ctx.label, rule=self.name, deps=tuple(ctx.deps), action=action,
+            outputs=tuple(attrs["outs"]), output_dirs=tuple(attrs["out_dirs"]),
+            run_action=run_action, is_test=is_test, groups_read=frozenset(ctx.groups_read),
+        )
+
+    @staticmethod
+    def argv(ctx: RuleContext, cmd, argv, attr: str) -> tuple[str, ...]:
+        if cmd is not None:
+            return ("/bin/bash", "-c", ctx.expand(cmd, attr))
+        return tuple(ctx.expand(str(a), attr) for a in argv)
+
+    def action(self, ctx, argv, outputs, output_dirs, mnemonic, env_extra=None, sources=None, **extra) -> Action:
+        return Action(
+            label=str(ctx.label), mnemonic=mnemonic, implementation=self.implementation,
+            argv=argv, env=ctx.action_env(env_extra),
+            sources=tuple(ctx.sources() if sources is None else sources),
+            deps=tuple(str(d) for d in ctx.deps), outputs=tuple(outputs), output_dirs=tuple(output_dirs),
+            toolchains=ctx.toolchain_digests(), resources=ctx.resources(),
+            timeout_s=ctx.attrs.get("timeout"), tags=tuple(ctx.attrs["tags"]), **extra,
+        )
+
+
+def quote(text: str) -> str:
+    return shlex.quote(text)

@@ -1,0 +1,107 @@
+"""The action cache: action key → result manifest (what an action produced, by digest).
+
+An entry is written only after every blob it names is in the CAS, so a reader that finds an
+entry can trust its blobs exist; `lookup` still checks, and drops an entry whose blobs vanished
+(a garbage collection racing a crash, or a hand-deleted file). Hits refresh the entry's mtime,
+which is what LRU garbage collection orders by.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .atomic import write_atomically
+from .cas import ContentStore
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: str  # relative to the action's output root
+    digest: str
+    size: int
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """Everything needed to reproduce an action's effects without running it."""
+
+    outputs: tuple[OutputFile, ...]
+    directories: tuple[str, ...] = ()  # declared output directories, so empty ones come back
+    symlinks: tuple[tuple[str, str], ...] = ()  # (path, relative target) inside the outputs
+    exit_code: int = 0
+    stdout_digest: str | None = None
+    stderr_digest: str | None = None
+    duration_s: float = 0.0
+    extra: dict = field(default_factory=dict)  # rule-specific facts, e.g. a benchmark verdict
+
+    def blob_digests(self) -> list[str]:
+        digests = [o.digest for o in self.outputs]
+        digests += [d for d in (self.stdout_digest, self.stderr_digest) if d]
+        return digests
+
+    def to_json(self) -> bytes:
+        body = asdict(self)
+        body["version"] = MANIFEST_VERSION
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "ActionResult":
+        """Parse a manifest; ValueError for anything that is not a manifest of our version."""
+        try:
+            body = json.loads(data)
+            if body.pop("version") != MANIFEST_VERSION:
+                raise ValueError("manifest version mismatch")
+            return cls(
+                outputs=tuple(OutputFile(**o) for o in body.pop("outputs")),
+                directories=tuple(body.pop("directories")),
+                symlinks=tuple(tuple(s) for s in body.pop("symlinks")),
+                **body,
+            )
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"malformed action result: {exc}") from exc
+
+
+class ActionCache:
+    def __init__(self, root: Path, cas: ContentStore):
+        self.root = root / "ac"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.cas = cas
+
+    def entry_path(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def lookup(self, key: str) -> ActionResult | None:
+        path = self.entry_path(key)
+        try:
+            result = ActionResult.from_json(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            path.unlink(missing_ok=True)
+            return None
+        if not all(self.cas.verify(o.digest, o.executable) for o in result.outputs):
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+        return result
+
+    def store(self, key: str, result: ActionResult) -> None:
+        """Record a result whose blobs are already in the CAS (the caller guarantees it)."""
+        write_atomically(self.entry_path(key), result.to_json())
+
+    def iter_entries(self):
+        """Yield (path, key, mtime) for every entry, for stats and garbage collection."""
+        for shard in self.root.iterdir():
+            if shard.is_dir():
+                for entry in os.scandir(shard):
+                    if not entry.name.endswith(".tmp"):
+                        yield Path(entry.path), entry.name, entry.stat().st_mtime

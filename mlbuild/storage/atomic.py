@@ -1,0 +1,45 @@
+"""Crash-safe file writes: temp file in the same directory, fsync, atomic rename.
+
+Every file the cache publishes goes through here, so a kill -9 at any instant leaves either
+the old state or the complete new file, never a partial one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_writer(dest: Path, mode: int = 0o444):
+    """Yield a binary file; on clean exit it is fsynced and renamed onto `dest`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:16]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_atomically(dest: Path, data: bytes, mode: int = 0o444) -> None:
+    with atomic_writer(dest, mode) as f:
+        f.write(data)
+
+
+def temp_path_beside(dest: Path) -> Path:
+    """A fresh temp name in dest's directory, so a later os.replace stays on one filesystem."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:16]}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)

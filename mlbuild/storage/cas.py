@@ -1,0 +1,154 @@
+"""The local content-addressed store: immutable blobs named by their blake3 digest.
+
+Layout: `<root>/cas/<first two hex>/<digest>` (mode 0444), and `<digest>.x` (0555) for blobs
+that must be materialized executable: a hardlink shares its inode's mode, so the two modes
+need two files. A blob is published only by an atomic rename of a fully written, fsynced and
+verified temp file, so a reader never sees a partial blob.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ..hashing import StatCache, digest_bytes, digest_file
+
+_LARGE_COPY_WARNING_BYTES = 64 << 20
+
+
+class CorruptBlobError(Exception):
+    """A blob's bytes no longer match its name (disk fault, or someone edited an output)."""
+
+
+class ContentStore:
+    def __init__(self, root: Path, stat_cache: StatCache | None = None):
+        self.root = root / "cas"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._stat_cache = stat_cache or StatCache(None)
+
+    def blob_path(self, digest: str, executable: bool = False) -> Path:
+        return self.root / digest[:2] / (digest + ".x" if executable else digest)
+
+    def contains(self, digest: str, executable: bool = False) -> bool:
+        return self.blob_path(digest, executable).is_file()
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = digest_bytes(data)
+        dest = self.blob_path(digest)
+        if not dest.exists():
+            from .atomic import write_atomically
+
+            write_atomically(dest, data)
+        return digest
+
+    def put_file(
+        self, src: Path, executable: bool = False, digest: str | None = None, take: bool = False
+    ) -> str:
+        """Store `src` and return its digest; `src` is hashed unless the caller knows the digest.
+
+        With `take=True` (a sandbox output about to be thrown away) the blob is a hardlink of
+        `src` and `src` turns read-only; otherwise the bytes are copied and `src` is untouched.
+        """
+        digest = digest or digest_file(src)
+        dest = self.blob_path(digest, executable)
+        if dest.exists():
+            return digest
+        from .atomic import temp_path_beside
+
+        tmp = temp_path_beside(dest)
+        os.unlink(tmp)
+        try:
+            try:
+                if not take:
+                    raise OSError("copy requested")
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o555 if executable else 0o444)
+            os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                os.unlink(tmp)
+        return digest
+
+    def adopt(self, tmp: Path, expected_digest: str, executable: bool = False) -> bool:
+        """Move a downloaded temp file into the store if its bytes hash to `expected_digest`.
+
+        The temp file must live on the store's filesystem. On mismatch it is deleted and False
+        is returned: nothing unverified ever enters the store.
+        """
+        if digest_file(tmp) != expected_digest:
+            os.unlink(tmp)
+            return False
+        dest = self.blob_path(expected_digest, executable)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o555 if executable else 0o444)
+        os.replace(tmp, dest)
+        return True
+
+    def incoming_path(self, digest: str) -> Path:
+        """A temp path on the store's filesystem for a blob being downloaded."""
+        from .atomic import temp_path_beside
+
+        return temp_path_beside(self.blob_path(digest))
+
+    def read_bytes(self, digest: str) -> bytes:
+        data = self.blob_path(digest).read_bytes()
+        if digest_bytes(data) != digest:
+            raise CorruptBlobError(digest)
+        return data
+
+    def verify(self, digest: str, executable: bool = False) -> bool:
+        """True if the blob exists and its bytes match its name; a corrupt blob is deleted.
+
+        Uses the stat cache, so an untouched blob is hashed once, not on every cache hit.
+        """
+        path = self.blob_path(digest, executable)
+        try:
+            actual = self._stat_cache.digest(path)
+        except FileNotFoundError:
+            return False
+        if actual == digest:
+            return True
+        self._stat_cache.forget(path)
+        path.unlink(missing_ok=True)
+        return False
+
+    def materialize(self, digest: str, dest: Path, executable: bool = False) -> None:
+        """Make `dest` hold the blob: a hardlink, or a copy (with a warning when large)."""
+        src = self.blob_path(digest, executable)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_symlink() or dest.exists():
+            if not dest.is_dir() or dest.is_symlink():
+                dest.unlink()
+            else:
+                shutil.rmtree(dest)
+        try:
+            os.link(src, dest)
+        except OSError:
+            size = src.stat().st_size
+            if size >= _LARGE_COPY_WARNING_BYTES:
+                print(
+                    f"warning: copying {size >> 20} MiB to {dest}: the output tree and the cache "
+                    "are on different filesystems; put --cache-dir on the workspace's filesystem "
+                    "to get hardlinks",
+                    file=sys.stderr,
+                )
+            shutil.copy2(src, dest)
+
+    def iter_blobs(self):
+        """Yield (path, digest, size, mtime) of every blob, for stats and garbage collection."""
+        for shard in self.root.iterdir():
+            if not shard.is_dir():
+                continue
+            for entry in os.scandir(shard):
+                if entry.name.endswith(".tmp"):
+                    continue
+                st = entry.stat()
+                yield Path(entry.path), entry.name.removesuffix(".x"), st.st_size, st.st_mtime

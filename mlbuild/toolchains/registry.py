@@ -1,0 +1,74 @@
+"""Resolve toolchains by name: detect or build each once per process, remember failures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import BuildFileError, did_you_mean
+from . import host, venv
+from .base import ResolvedToolchain, ToolchainMissing
+
+TOOLCHAIN_DIR_ENV = "MLBUILD_TOOLCHAIN_DIR"
+
+_DETECTORS = {
+    "python": host.detect_python,
+    "cuda": host.detect_cuda,
+    "tensorrt": host.detect_tensorrt,
+    "tool": host.detect_tool,
+}
+KINDS = sorted([*_DETECTORS, "python_venv"])
+
+
+class ToolchainRegistry:
+    def __init__(self, decls: dict, cache_root: Path, log=print):
+        self._decls = decls  # name -> (LocatedDict, file)
+        self._venv_root = Path(os.environ.get(TOOLCHAIN_DIR_ENV) or cache_root / "toolchains")
+        self._log = log
+        self._resolved: dict[str, ResolvedToolchain | ToolchainMissing] = {}
+
+    def names(self) -> list[str]:
+        return sorted(self._decls)
+
+    def declaration(self, name: str, referenced_at=None):
+        if name not in self._decls:
+            raise BuildFileError(
+                f"unknown toolchain '{name}'", referenced_at,
+                did_you_mean(name, self._decls) or f"declared toolchains: {', '.join(self.names()) or 'none'}",
+            )
+        return self._decls[name]
+
+    def resolve(self, name: str, referenced_at=None) -> ResolvedToolchain:
+        """The toolchain, or ToolchainMissing saying why it is unusable on this host."""
+        if name not in self._resolved:
+            decl, file = self.declaration(name, referenced_at)
+            kind = decl.get("kind")
+            if kind not in KINDS:
+                raise BuildFileError(
+                    f"toolchain '{name}' has unknown kind '{kind}'", decl.where("kind"),
+                    f"kinds: {', '.join(KINDS)}",
+                )
+            try:
+                if kind == "python_venv":
+                    self._resolved[name] = venv.resolve_venv(name, decl, file, self._venv_root, self._log)
+                else:
+                    self._resolved[name] = _DETECTORS[kind](name, decl)
+            except ToolchainMissing as exc:
+                self._resolved[name] = exc
+        result = self._resolved[name]
+        if isinstance(result, ToolchainMissing):
+            raise result
+        return result
+
+
+class UndetectedToolchains:
+    """Stands in for the registry when only the graph's shape matters (`query`): nothing is
+    detected or built, and paths read as <name>."""
+
+    def __init__(self, registry: ToolchainRegistry):
+        self._registry = registry
+
+    def resolve(self, name: str, referenced_at=None) -> ResolvedToolchain:
+        decl, _ = self._registry.declaration(name, referenced_at)
+        return ResolvedToolchain(name, str(decl.get("kind")), {"undetected": True},
+                                 paths={"path": f"<{name}>"})

@@ -1,0 +1,85 @@
+"""Python-framework toolchains: virtual environments built from pinned requirements.
+
+A venv is named by a digest of (base interpreter version, requirement lines), so it is built
+once per distinct requirement set and reused by every action, workspace and configuration
+that names it. Building takes a lock, so concurrent mlbuild processes build it once; a
+`.complete` marker written last means a killed build is started over, never half-used.
+The fingerprint is the exact installed set (`pip freeze`), not the requested pins.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import filelock
+
+from ..hashing import digest_bytes
+from .base import ResolvedToolchain, ToolchainMissing, check_version, run_probe
+
+_MARKER = ".complete"
+_FINGERPRINT = "mlbuild-fingerprint.json"
+
+
+def requirement_lines(decl: dict, toolchain_file: Path) -> list[str]:
+    """Requirements inline (`requirements: [...]`) or from a file beside the toolchain file."""
+    requirements = decl.get("requirements") or []
+    if isinstance(requirements, str):
+        path = toolchain_file.parent / requirements
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ToolchainMissing(f"cannot read requirements file {path}: {exc.strerror}") from None
+        requirements = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return sorted(line for line in map(str, requirements) if line)
+
+
+def resolve_venv(name: str, decl: dict, toolchain_file: Path, venv_root: Path, log) -> ResolvedToolchain:
+    base = decl.get("interpreter") or sys.executable
+    base_version = run_probe([base, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]).strip()
+    check_version(name, base_version, decl.get("version"))
+    requirements = requirement_lines(decl, toolchain_file)
+    identity = json.dumps({"python": base_version, "requirements": requirements})
+    venv = venv_root / f"{name}-{digest_bytes(identity.encode())[:16]}"
+    if not (venv / _MARKER).exists():
+        venv_root.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(str(venv) + ".lock"):
+            if not (venv / _MARKER).exists():
+                _build(name, base, venv, requirements, log)
+    fingerprint = json.loads((venv / _FINGERPRINT).read_text())
+    python = str(venv / "bin" / "python")
+    return ResolvedToolchain(
+        name, "python_venv", fingerprint, paths={"python": python},
+        env={"VIRTUAL_ENV": str(venv)}, bin_dirs=(str(venv / "bin"),),
+    )
+
+
+def _build(name: str, base: str, venv: Path, requirements: list[str], log) -> None:
+    if venv.exists():
+        shutil.rmtree(venv)
+    log(f"toolchain {name}: creating virtual environment ({len(requirements)} pinned requirements)")
+    steps = [[base, "-m", "venv", str(venv)]]
+    if requirements:
+        requirements_file = venv.with_suffix(".requirements.txt")
+        requirements_file.write_text("\n".join(requirements) + "\n")
+        steps.append([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                      "--disable-pip-version-check", "-r", str(requirements_file)])
+    for argv in steps:
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ToolchainMissing(
+                f"building virtual environment for '{name}' failed: {' '.join(argv[-3:])}\n"
+                + (done.stderr or done.stdout).strip()[-2000:]
+            )
+    frozen = run_probe([str(venv / "bin" / "python"), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"])
+    version = run_probe([str(venv / "bin" / "python"), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
+    fingerprint = {
+        "kind": "python_venv",
+        "version": version.strip(),
+        "packages": sorted(line for line in frozen.splitlines() if line and not line.startswith("#")),
+    }
+    (venv / _FINGERPRINT).write_text(json.dumps(fingerprint, indent=1))
+    (venv / _MARKER).write_text("")
