@@ -54,6 +54,7 @@ class Action:
     toolchains: tuple[tuple[str, str], ...] = ()  # (name, fingerprint digest)
     executor: str = "subprocess"  # which executor runs it
     params: tuple[tuple[str, object], ...] = ()  # executor parameters (json-able values)
+    urls: tuple[str, ...] = ()  # where a download may come from: its checksum fixes the content, so not keyed
     resources: Resources = field(default_factory=Resources)
     timeout_s: float | None = None
     tags: tuple[str, ...] = ()

@@ -40,6 +40,12 @@ class PlainProgress:
     def message(self, text: str) -> None:
         print(text, file=self.stream)
 
+    def download(self, label: str):
+        """Where a download of `label` reports bytes; plain output shows none."""
+        from .downloads import NullProgress
+
+        return NullProgress()
+
     def close(self) -> None:
         pass
 
@@ -54,6 +60,7 @@ class LiveProgress(PlainProgress):
 
         self.console = Console(file=self.stream)
         self.counts = {EXECUTED: 0, LOCAL_HIT: 0, REMOTE_HIT: 0, UP_TO_DATE: 0}
+        self.transfers: dict[str, _Transfer] = {}
         self.live = Live(self._render(), console=self.console, refresh_per_second=8,
                          get_renderable=self._render, transient=True)
         self.live.start()
@@ -76,14 +83,45 @@ class LiveProgress(PlainProgress):
                       f"{cached} cached, {self.counts[REMOTE_HIT]} remote hits, {len(self.started)} running")
         now = time.monotonic()
         for label, since in sorted(self.started.items(), key=lambda item: item[1])[:8]:
-            table.add_row(f"  [yellow]running[/] {label} {now - since:.1f}s")
+            transfer = self.transfers.get(label)
+            table.add_row(f"  [yellow]running[/] {label} {now - since:.1f}s" + (transfer.describe() if transfer else ""))
         return table
+
+    def download(self, label: str):
+        transfer = self.transfers[label] = _Transfer()
+        return transfer
 
     def message(self, text: str) -> None:
         self.live.console.print(text, highlight=False)
 
     def close(self) -> None:
         self.live.stop()
+
+
+class _Transfer:
+    """A download's bytes, rate and ETA, shown on its action's line of the live display."""
+
+    def __init__(self):
+        self.total, self.done, self.since = None, 0, time.monotonic()
+
+    def start(self, url: str, total_bytes: int | None) -> None:
+        self.total, self.done, self.since = total_bytes, 0, time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+
+    def finish(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        rate = self.done / max(time.monotonic() - self.since, 1e-3)
+        text = f"  {self.done / 2**20:.1f}"
+        if self.total:
+            eta = (self.total - self.done) / rate if rate else 0
+            text += f"/{self.total / 2**20:.1f} MiB, {rate / 2**20:.1f} MiB/s, ETA {eta:.0f}s"
+        else:
+            text += f" MiB, {rate / 2**20:.1f} MiB/s"
+        return text
 
 
 def make_progress(total: int, stream=None):

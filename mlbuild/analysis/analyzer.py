@@ -64,7 +64,7 @@ class Analyzer:
                 where = decl.attrs.where("deps")
                 dep_label = Label.parse(text, label.package, where)
                 deps[dep_label] = self._analyze(dep_label, where)
-            toolchains = self._toolchains(label, attrs, decl, groups_read)
+            toolchains = self._toolchains(label, rule.toolchain_names(attrs), decl, groups_read)
             ctx = RuleContext(
                 label=label, attrs=attrs, location=decl.location, raw_attrs=decl.attrs,
                 workspace=self.workspace, configuration=self.configuration, deps=deps,
@@ -76,9 +76,9 @@ class Analyzer:
         self.targets[label] = configured
         return configured
 
-    def _toolchains(self, label, attrs, decl, groups_read) -> dict:
+    def _toolchains(self, label, names, decl, groups_read) -> dict:
         """Resolve named toolchains and those the configuration requires; fail before running."""
-        wanted = {name: None for name in attrs["toolchains"]}
+        wanted = {name: None for name in names}
         for source, settings in self.workspace.configs.settings_for(self.configuration, frozenset(groups_read)):
             for name in settings.toolchains:
                 wanted.setdefault(name, source)

@@ -36,6 +36,8 @@ def build_options(f):
         click.option("--remote-ca-bundle", metavar="FILE", help="CA bundle to verify the remote cache's TLS."),
         click.option("--distdir", "distdirs", multiple=True, metavar="DIR",
                      help="Directory holding files to use instead of downloading them (repeatable)."),
+        click.option("--downloader-config", metavar="FILE",
+                     help="URL rewrites for downloads, lines of `rewrite REGEX REPLACEMENT` (internal mirrors)."),
         click.option("--profile", metavar="FILE", help="Write a Chrome trace-event JSON of the build."),
     ]
     for option in reversed(options):
@@ -49,9 +51,16 @@ def build_options(f):
 
 
 def to_build_options(kwargs: dict, gpus_detected: int) -> BuildOptions:
+    from pathlib import Path
+
+    from ..downloads import load_rewrites
+
+    config = kwargs.get("downloader_config")
     return BuildOptions(
         jobs=kwargs.get("jobs") or default_jobs(),
         keep_going=kwargs.get("keep_going", False),
         gpus=kwargs["gpus"] if kwargs.get("gpus") is not None else gpus_detected,
         upload=kwargs.get("remote_upload", True),
+        distdirs=tuple(Path(d).expanduser().resolve() for d in kwargs.get("distdirs") or ()),
+        rewrites=tuple(load_rewrites(Path(config))) if config else (),
     )

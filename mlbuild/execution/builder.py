@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,8 +48,9 @@ class BuildOptions:
     keep_going: bool = False
     gpus: int = 0
     memory_mb: int = 0
-    cache_test_results: bool = True
     upload: bool = True
+    distdirs: tuple = ()  # directories searched for downloads before any URL
+    rewrites: tuple = ()  # (regex, replacement) URL rewrites, e.g. to an internal mirror
 
 
 @dataclass
@@ -131,6 +133,18 @@ class Builder:
             self._keys[text] = cached
         return cached
 
+    def warn(self, message: str) -> None:
+        text = f"warning: {message}"
+        if self.progress is not None:
+            self.progress.message(text)
+        else:
+            print(text, file=sys.stderr)
+
+    def download_progress(self, label: str):
+        from ..downloads import NullProgress
+
+        return self.progress.download(label) if self.progress is not None else NullProgress()
+
     def run_foreground(self, action: Action) -> int:
         """Run an uncached action (a `run` command, a benchmark) with output streamed."""
         sandbox = Sandbox(self.sandbox_base, action)
@@ -151,6 +165,9 @@ class Builder:
     def _try_inline(self, label) -> Outcome | None:
         target = self.graph[label]
         if target.action is None:
+            alias_of = target.info.get("alias_of")
+            if alias_of is not None:  # dependents read the actual target's outputs under this name
+                self.results[str(label)] = self.results[alias_of]
             return Outcome(NO_ACTION)
         if label in self.force:
             return None

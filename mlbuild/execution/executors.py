@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ActionError
 from .processes import ProcessRunner
-from .sandbox import Sandbox
+from .sandbox import Sandbox, label_output_dir
 
 _STDERR_TAIL_LINES = 25
 
@@ -74,5 +74,67 @@ def _execute_subprocess(builder, sandbox: Sandbox, logs: Path, extra: dict) -> E
     return run_subprocess(sandbox, builder.runner, logs)
 
 
+def _execute_bench(builder, sandbox: Sandbox, logs: Path, extra: dict) -> Execution:
+    """Run the LoadGen harness, then judge its logs; a failed verdict is an ActionError."""
+    from ..benchresults import judge, load_bench_result
+
+    execution = run_subprocess(sandbox, builder.runner, logs)
+    params = dict(sandbox.action.params)
+    outdir = sandbox.root / label_output_dir(sandbox.action.label)
+    report, reasons = {}, []
+    for mode in params["modes"]:
+        result = load_bench_result(str(outdir / mode), str(outdir / mode / "result.json"))
+        if mode == "performance":
+            verdict = judge(result, min_qps=params["min_qps"], max_latency_p99_ns=params["max_latency_p99_ns"])
+            latency = result.get("latency_ns") or {}
+            report.update({
+                "scenario": result.get("scenario"), "valid": result.get("valid"),
+                "samples_per_second": result.get("samples_per_second"),
+                "latency_p90_ms": latency["p90"] / 1e6 if latency.get("p90") else None,
+                "latency_p99_ms": latency["p99"] / 1e6 if latency.get("p99") else None,
+                "raw_samples_per_second": result.get("raw_samples_per_second"),
+                "harness_overhead": result.get("harness_overhead"),
+            })
+        else:
+            verdict = judge(result, accuracy_threshold=params["accuracy_threshold"])
+            report["accuracy"] = result.get("accuracy")
+            report.setdefault("scenario", result.get("scenario"))
+        reasons += [f"{mode}: {reason}" for reason in verdict.reasons]
+    extra["report"] = report
+    if reasons:
+        raise ActionError(f"{sandbox.action.label}: benchmark failed: " + "; ".join(reasons))
+    return execution
+
+
+def _execute_download(builder, sandbox: Sandbox, logs: Path, extra: dict) -> Execution:
+    """Fetch (or reuse by checksum), verify, and unpack safely if asked; runs in-process."""
+    from ..downloads import MD5_WARNING, Checksum, fetch, safe_extract
+
+    action = sandbox.action
+    params = dict(action.params)
+    checksum = Checksum.parse(params["checksum"])
+    if checksum.is_legacy:
+        builder.warn(f"{action.label}: {MD5_WARNING}")
+    start = time.monotonic()
+    dest = sandbox.root / (action.outputs or action.output_dirs)[0]
+    fetched = sandbox.root / ".tmp" / dest.name if params["extract"] else dest
+    index = builder.cache.root / "downloads" / f"{checksum.algorithm}-{checksum.hexdigest}"
+    known = index.read_text().strip() if index.exists() else None
+    if known and builder.cache.cas.verify(known):
+        builder.cache.cas.materialize(known, fetched)
+    else:
+        fetch(list(action.urls), checksum, fetched, distdirs=builder.options.distdirs,
+              rewrites=builder.options.rewrites, progress=builder.download_progress(action.label),
+              warn=builder.warn)
+        from ..storage.atomic import write_atomically
+
+        write_atomically(index, builder.cache.cas.put_file(fetched).encode())
+    if params["extract"]:
+        safe_extract(fetched, dest, strip_components=params["strip_components"])
+    stdout, stderr = logs / "stdout", logs / "stderr"
+    stdout.write_text(f"{checksum} verified\n"), stderr.touch()
+    return Execution(0, time.monotonic() - start, stdout, stderr)
+
+
 # Action.executor -> function(builder, sandbox, logs_dir, extra facts dict) -> Execution
-EXECUTORS = {"subprocess": _execute_subprocess}
+EXECUTORS = {"subprocess": _execute_subprocess, "bench": _execute_bench, "download": _execute_download}

@@ -1,8 +1,8 @@
 """YAML loading that remembers where every value came from, for file:line:col errors.
 
 PyYAML's C composer builds the node tree (fast); we convert nodes ourselves so that mappings
-and lists carry the location of each key and item. Duplicate keys, which PyYAML would
-silently merge, are an error here.
+and lists carry the location of each key and item. Anchors and merge keys (`<<: *base`) work;
+duplicate keys, which PyYAML would silently merge, are an error here.
 """
 
 from __future__ import annotations
@@ -52,18 +52,24 @@ def _location(file: str, node) -> Location:
 
 def _convert(node, file: str, constructor):
     if isinstance(node, yaml.MappingNode):
+        explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        constructor.flatten_mapping(node)  # YAML merge keys: `<<: *defaults`, placed first
+        inherited = len(node.value) - explicit  # merged-in pairs, which explicit keys may override
         result = LocatedDict()
         result.location = _location(file, node)
         result.key_locations = {}
-        for key_node, value_node in node.value:
+        explicit_keys = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = _convert(key_node, file, constructor)
             if not isinstance(key, (str, int, float, bool)):
                 raise BuildFileError("mapping keys must be plain scalars", _location(file, key_node))
-            if key in result:
-                raise BuildFileError(
-                    f"duplicate key '{key}'", _location(file, key_node),
-                    f"first defined at line {result.key_locations[key].line}",
-                )
+            if index >= inherited:
+                if key in explicit_keys:
+                    raise BuildFileError(
+                        f"duplicate key '{key}'", _location(file, key_node),
+                        f"first defined at line {result.key_locations[key].line}",
+                    )
+                explicit_keys.add(key)
             result[key] = _convert(value_node, file, constructor)
             result.key_locations[key] = _location(file, key_node)
         return result

@@ -1,8 +1,16 @@
 """The rule kinds, one module each, looked up by the `rule:` attribute of a target."""
 
+from .alias import AliasRule, GroupRule
 from .base import ConfiguredTarget, Rule, RuleContext
+from .bench import BenchRule
 from .command import CommandRule
+from .download import DownloadRule
+from .engine import EngineRule
+from .python import PythonRule
 
-RULES: dict[str, Rule] = {rule.name: rule for rule in (CommandRule(),)}
+RULES: dict[str, Rule] = {
+    rule.name: rule
+    for rule in (CommandRule(), PythonRule(), DownloadRule(), EngineRule(), BenchRule(), AliasRule(), GroupRule())
+}
 
 __all__ = ["RULES", "ConfiguredTarget", "Rule", "RuleContext"]

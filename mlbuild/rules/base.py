@@ -116,6 +116,12 @@ class Rule:
                 values[key] = spec.default
         return values
 
+    def toolchain_names(self, attrs: dict) -> list[str]:
+        """Toolchains to resolve before `analyze`: the rule's main `toolchain` if it has one,
+        those named in `toolchains`, and any a rule adds from its own attributes."""
+        main = [attrs["toolchain"]] if attrs.get("toolchain") else []
+        return [*main, *attrs["toolchains"]]
+
     def analyze(self, ctx: "RuleContext") -> ConfiguredTarget:
         raise NotImplementedError
 

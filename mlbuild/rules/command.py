@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-
 from ..actions import Action
 from ..errors import BuildFileError
 from .base import Attr, ConfiguredTarget, Rule, RuleContext
@@ -52,16 +50,13 @@ class CommandRule(Rule):
             return ("/bin/bash", "-c", ctx.expand(cmd, attr))
         return tuple(ctx.expand(str(a), attr) for a in argv)
 
-    def action(self, ctx, argv, outputs, output_dirs, mnemonic, env_extra=None, sources=None, **extra) -> Action:
+    def action(self, ctx, argv, outputs, output_dirs, mnemonic, env_extra=None, sources=None, resources=None,
+               **extra) -> Action:
         return Action(
             label=str(ctx.label), mnemonic=mnemonic, implementation=self.implementation,
             argv=argv, env=ctx.action_env(env_extra),
             sources=tuple(ctx.sources() if sources is None else sources),
             deps=tuple(str(d) for d in ctx.deps), outputs=tuple(outputs), output_dirs=tuple(output_dirs),
-            toolchains=ctx.toolchain_digests(), resources=ctx.resources(),
+            toolchains=ctx.toolchain_digests(), resources=resources or ctx.resources(),
             timeout_s=ctx.attrs.get("timeout"), tags=tuple(ctx.attrs["tags"]), **extra,
         )
-
-
-def quote(text: str) -> str:
-    return shlex.quote(text)

@@ -112,3 +112,24 @@ def detect_tool(name: str, decl: dict) -> ResolvedToolchain:
         name, "tool", {"kind": "tool", "binary": Path(binary).name, "version": match.group(1)},
         paths={name: binary}, bin_dirs=(str(Path(binary).parent),),
     )
+
+
+_CPU_FLAGS_THAT_CHANGE_KERNELS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
+                                  "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
+                                  "amx_bf16", "asimd", "sve")
+
+
+def cpu_features() -> tuple[str, ...]:
+    """The CPU flags that decide which kernels an optimized CPU engine bakes in."""
+    import platform
+
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags.update(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return (platform.machine(), *sorted(flags.intersection(_CPU_FLAGS_THAT_CHANGE_KERNELS)))

@@ -70,5 +70,9 @@ class UndetectedToolchains:
 
     def resolve(self, name: str, referenced_at=None) -> ResolvedToolchain:
         decl, _ = self._registry.declaration(name, referenced_at)
-        return ResolvedToolchain(name, str(decl.get("kind")), {"undetected": True},
-                                 paths={"path": f"<{name}>"})
+        kind = str(decl.get("kind"))
+        tool = _PRIMARY_TOOL.get(kind, name)
+        return ResolvedToolchain(name, kind, {"undetected": True}, paths={tool: f"<{name}.{tool}>"})
+
+
+_PRIMARY_TOOL = {"python": "python", "python_venv": "python", "cuda": "nvcc", "tensorrt": "trtexec"}

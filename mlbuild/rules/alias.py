@@ -1,0 +1,36 @@
+"""`alias` (another name for a target, e.g. chosen by `select`) and `group` (a set of targets)."""
+
+from __future__ import annotations
+
+from ..errors import BuildFileError
+from ..loading.labels import Label
+from .base import Attr, ConfiguredTarget, Rule, RuleContext
+
+
+class AliasRule(Rule):
+    name = "alias"
+    attrs = {"actual": Attr("str", required=True, doc="the target this name stands for")}
+
+    def validate(self, attrs, location):
+        values = super().validate(attrs, location)
+        if values["deps"]:
+            raise BuildFileError("an alias takes 'actual', not 'deps'", attrs.where("deps"))
+        values["deps"] = [values["actual"]]
+        return values
+
+    def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
+        actual = Label.parse(ctx.attrs["actual"], ctx.label.package, ctx.where("actual"))
+        target = ctx.deps[actual]
+        return ConfiguredTarget(
+            label=ctx.label, rule=self.name, deps=(actual,), action=None, outputs=target.outputs,
+            output_dirs=target.output_dirs, groups_read=frozenset(ctx.groups_read),
+            info={**target.info, "alias_of": str(actual)},
+        )
+
+
+class GroupRule(Rule):
+    name = "group"
+
+    def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
+        return ConfiguredTarget(label=ctx.label, rule=self.name, deps=tuple(ctx.deps), action=None,
+                                groups_read=frozenset(ctx.groups_read))
