@@ -78,10 +78,12 @@ class Analyzer:
 
     def _toolchains(self, label, names, decl, groups_read) -> dict:
         """Resolve named toolchains and those the configuration requires; fail before running."""
-        wanted = {name: None for name in names}
+        wanted: dict[str, str | None] = {}
         for source, settings in self.workspace.configs.settings_for(self.configuration, frozenset(groups_read)):
             for name in settings.toolchains:
-                wanted.setdefault(name, source)
+                wanted.setdefault(name, source)  # naming the config value is the useful hint
+        for name in names:
+            wanted.setdefault(name, None)
         resolved = {}
         for name, required_by in wanted.items():
             where = decl.attrs.where("toolchains")

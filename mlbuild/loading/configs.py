@@ -92,7 +92,7 @@ class Configuration:
     @property
     def name(self) -> str:
         """A short, stable, filesystem-safe name for the output tree of this configuration."""
-        text = "-".join(str(v) for _, v in self.values)
+        text = "-".join(str(v) for _, v in self.values if v != "")
         text = re.sub(r"[^A-Za-z0-9_.=+-]", "_", text)
         if len(text) > 64:
             text = text[:48] + "-" + hashlib.sha256(text.encode()).hexdigest()[:12]

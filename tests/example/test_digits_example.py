@@ -1,0 +1,111 @@
+"""The example workspace end to end: real training, quantization, engines and MLPerf LoadGen.
+
+The workspace is copied to a temporary directory so the repository's output tree is left
+alone; the toolchain venvs are shared with the rest of the session (tests/conftest.py).
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+UPSTREAM_OF_PRECISION = ["//digits:dataset", "//digits:preprocess", "//digits:model_sklearn"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("example")
+    shutil.copy(REPO / "BUILD.yaml", root)
+    shutil.copytree(REPO / "targets", root / "targets")
+    shutil.copytree(REPO / "toolchains", root / "toolchains")
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def mlbuild(workspace, cache_dir, *args):
+    done = subprocess.run(
+        [sys.executable, "-c", "from mlbuild.cli.main import main; main()", "--cache-dir", str(cache_dir), *args],
+        cwd=workspace, capture_output=True, text=True,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def built(stderr: str) -> set[str]:
+    return set(re.findall(r"\] built (//\S+)", stderr))
+
+
+def test_all_scenarios_pass_under_loadgen(workspace, cache_dir, tmp_path):
+    results = tmp_path / "results.json"
+    done = mlbuild(workspace, cache_dir, "test", "//bench/...", "//digits:accuracy_check",
+                   "--results-json", str(results))
+    assert done.returncode == 0, done.stderr + done.stdout
+    rows = {row["target"]: row for row in json.loads(results.read_text())}
+    for scenario in ("offline", "singlestream", "multistream", "server"):
+        row = rows[f"//bench:digits_{scenario}"]
+        assert row["verdict"] == "PASSED"
+        assert row["valid"] is True
+        assert row["accuracy"] >= 0.95 * 0.99
+        assert row["latency_p99_ms"] > 0
+        if scenario != "multistream":  # LoadGen reports MultiStream by per-query latency only
+            assert row["samples_per_second"] > 0
+    out = workspace / "mlbuild-bin" / "bench" / "digits_offline" / "performance"
+    assert "Result is : VALID" in (out / "mlperf_log_summary.txt").read_text()
+    assert (out / "mlperf_log_detail.txt").is_file()
+
+
+def test_passing_benchmarks_are_cached_like_tests(workspace, cache_dir):
+    done = mlbuild(workspace, cache_dir, "test", "//bench:digits_offline")
+    assert done.returncode == 0, done.stderr
+    assert built(done.stderr) == set()
+    assert "PASSED (cached)" in done.stdout
+    rerun = mlbuild(workspace, cache_dir, "test", "//bench:digits_offline", "--no-cache-test-results")
+    assert rerun.returncode == 0, rerun.stderr
+    assert built(rerun.stderr) == {"//bench:digits_offline"}
+
+
+def test_int8_reuses_everything_upstream_of_precision(workspace, cache_dir):
+    done = mlbuild(workspace, cache_dir, "test", "//bench:digits_offline", "--config=int8")
+    assert done.returncode == 0, done.stderr + done.stdout
+    ran = built(done.stderr)
+    assert ran.isdisjoint(UPSTREAM_OF_PRECISION), ran
+    assert {"//engines:digits", "//bench:digits_offline"} <= ran  # model_int8 was cached by eval_int8
+    fp32_dir = workspace / "mlbuild-out" / "cpu-fp32-sklearn-Offline-32" / "digits" / "preprocess"
+    int8_dir = workspace / "mlbuild-out" / "cpu-int8-sklearn-Offline-32" / "digits" / "preprocess"
+    # Both configurations' trees hold the same blob (one inode, hardlinked from the CAS).
+    assert (fp32_dir / "train.npz").stat().st_ino == (int8_dir / "train.npz").stat().st_ino
+
+
+def test_cuda_fails_fast_naming_the_toolchain(workspace, cache_dir):
+    done = mlbuild(workspace, cache_dir, "build", "//bench:digits_offline", "--config=cuda,int8")
+    if shutil.which("nvidia-smi"):
+        pytest.skip("a GPU is present: the CUDA path is exercised for real")
+    assert done.returncode == 4, done.stderr
+    assert "//engines:digits needs toolchain 'cuda'" in done.stderr
+    assert "device=cuda" in done.stderr
+    assert "] built" not in done.stderr
+
+
+def test_run_streams_loadgen_output(workspace, cache_dir):
+    done = mlbuild(workspace, cache_dir, "run", "//bench:digits", "--config=latency")
+    assert done.returncode == 0, done.stderr
+    assert "SingleStream" in done.stdout + done.stderr
+
+
+def test_torch_framework_trains_a_cnn_and_shares_the_dataset(workspace, cache_dir):
+    done = mlbuild(workspace, cache_dir, "build", "//digits:eval_fp32", "--config=framework=torch")
+    assert done.returncode == 0, done.stderr
+    ran = built(done.stderr)
+    assert "//digits:model_torch" in ran
+    assert ran.isdisjoint({"//digits:dataset", "//digits:preprocess"}), ran
+    metrics = workspace / "mlbuild-bin" / "digits" / "eval_fp32" / "metrics.json"
+    assert json.loads(metrics.read_text())["accuracy"] >= 0.93
