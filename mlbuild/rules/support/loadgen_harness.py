@@ -286,7 +286,7 @@ class Sut:
         self.engine = engine
         self.x = x
         self.batch_size = batch_size if engine.max_batch is None else min(batch_size, engine.max_batch)
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
         self.completed = 0
         self._worker: threading.Thread | None = None
         self._pending: collections.deque = collections.deque()  # Server: (id, index) awaiting the worker
@@ -305,7 +305,7 @@ class Sut:
             else:
                 batch = self.x[indices]
             return np.ascontiguousarray(np.argmax(self.engine(batch), axis=1), dtype=np.int64)
-        except BaseException as e:  # noqa: BLE001 - reported after the run; LoadGen must not hang
+        except Exception as e:  # noqa: BLE001 - reported after the run; LoadGen must not hang
             if self.error is None:
                 self.error = e
             return None
@@ -327,7 +327,9 @@ class Sut:
             if predictions is None:
                 raise HarnessError(f"the engine failed during calibration: {self.error!r}") from self.error
             base = predictions.ctypes.data
-            [self.lg.QuerySampleResponse(q, base + 8 * k, 8) for k, q in enumerate(ids[i:i + self.batch_size])]
+            responses = [self.lg.QuerySampleResponse(q, base + 8 * k, 8)
+                         for k, q in enumerate(ids[i:i + self.batch_size])]
+            del responses  # built only to be timed
 
     # -- issue callbacks (FastSUT: ids and indices as two lists) ---------------------------------
 
@@ -339,7 +341,7 @@ class Sut:
 
     def issue_queued(self, ids: list, indices: list) -> None:
         with self._wakeup:
-            self._pending.extend(zip(ids, indices))
+            self._pending.extend(zip(ids, indices, strict=True))
             self._wakeup.notify()
 
     @staticmethod
@@ -549,12 +551,13 @@ def main(argv=None) -> int:
     with open(args.result, "w") as f:
         json.dump(result, f, indent=2, sort_keys=True)
         f.write("\n")
-    measured = [f"{k}={v:.4g}" for k, v in result["calibration"]["settings"].items()]
+    measured = " ".join([result["calibration"]["source"]] +
+                        [f"{k}={v:.4g}" for k, v in result["calibration"]["settings"].items()])
     extra = (f", accuracy {result['accuracy']:.4f} on {result['samples']}" if "accuracy" in result else
              f", raw engine {result['raw_samples_per_second']:.4g} samples/s" if "raw_samples_per_second" in result
              else "")
     print(f"loadgen_harness: {args.scenario} {args.mode} on {args.engine}: {result['samples_completed']} samples in "
-          f"{result['loadgen_wall_seconds']:.2f} s ({result['calibration']['source']} {' '.join(measured)}){extra}; "
+          f"{result['loadgen_wall_seconds']:.2f} s (calibration: {measured}){extra}; "
           f"logs in {args.out_dir}, result {args.result}")
     return 0
 

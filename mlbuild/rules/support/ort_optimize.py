@@ -1,4 +1,4 @@
-"""Build the CPU "engine" of an ONNX model: an onnxruntime-optimized model plus a sidecar naming the hardware it is for."""
+"""Build the CPU engine of an ONNX model: an onnxruntime-optimized model plus a sidecar naming its hardware."""
 
 import os
 import sys
@@ -117,8 +117,9 @@ def main(argv=None) -> int:
     with open(args.sidecar, "w") as f:
         json.dump(sidecar, f, indent=2, sort_keys=True)
         f.write("\n")
+    features = " ".join(sidecar["cpu"]["features"]) or "no ISA flags found"
     print(f"ort_optimize: {args.model} -> {args.out} (level {args.level}, onnxruntime {ort.__version__}, "
-          f"{platform.machine()} {' '.join(sidecar['cpu']['features']) or 'no ISA flags found'}); sidecar {args.sidecar}")
+          f"{platform.machine()} {features}); sidecar {args.sidecar}")
     return 0
 
 

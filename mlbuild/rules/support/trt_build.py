@@ -86,8 +86,8 @@ def gpu_info() -> list[dict] | None:
             return None
         if out.returncode == 0:
             keys = fields.split(",")
-            return [dict(zip(keys, (v.strip() for v in line.split(",")))) for line in out.stdout.splitlines()
-                    if line.strip()]
+            rows = [[v.strip() for v in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
+            return [dict(zip(keys, row, strict=False)) for row in rows]
     return None
 
 
