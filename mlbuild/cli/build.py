@@ -10,6 +10,8 @@ import click
 
 from ..errors import EXIT_BUILD_FAILED, NothingToDoError, UserError
 from ..execution.builder import TEST_FAILED, Builder
+from ..junit import write_junit
+from ..profile import TraceRecorder
 from ..progress import make_progress, summary_line
 from .main import cli
 from .options import build_options, to_build_options
@@ -24,11 +26,15 @@ def _start(ctx, targets, kwargs):
 
 def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
     progress = make_progress(len(graph))
-    builder = session.builder(to_build_options(kwargs, _detected_gpus()), progress)
+    trace = TraceRecorder() if kwargs.get("profile") else None
+    builder = session.builder(to_build_options(kwargs, _detected_gpus()), progress,
+                              observers=[trace] if trace else ())
     try:
         summary = builder.build(graph, tests=tests, force=force)
     finally:
         progress.close()
+        if trace:
+            trace.write(Path(kwargs["profile"]))
     for label, error in summary.failures():
         click.echo(str(error) if isinstance(error, UserError) else f"{label}: {error!r}", err=True)
     click.echo(summary_line(summary), err=True)
@@ -88,8 +94,9 @@ def run(ctx, target, **kwargs):
 @build_options
 @click.option("--no-cache-test-results", is_flag=True, help="Run tests even when a cached pass exists.")
 @click.option("--results-json", metavar="FILE", help="Write the test results as JSON.")
+@click.option("--junit-xml", metavar="FILE", help="Write the test results as JUnit XML (one testcase per target).")
 @click.pass_context
-def test(ctx, targets, no_cache_test_results, results_json, **kwargs):
+def test(ctx, targets, no_cache_test_results, results_json, junit_xml, **kwargs):
     """Build and run the test and benchmark targets among TARGETS."""
     session, labels, graph = _start(ctx, targets, kwargs)
     tests = {label for label in labels if graph[label].is_test}
@@ -101,6 +108,8 @@ def test(ctx, targets, no_cache_test_results, results_json, **kwargs):
     click.echo(format_table(rows))
     if results_json:
         Path(results_json).write_text(json.dumps(rows, indent=2) + "\n")
+    if junit_xml:
+        write_junit(rows, Path(junit_xml))
     if not summary.ok:
         sys.exit(EXIT_BUILD_FAILED)
 

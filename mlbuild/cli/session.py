@@ -47,9 +47,9 @@ class Session:
         self.workspace.save_caches()
         return labels, graph
 
-    def builder(self, build_options: BuildOptions, progress, remote=None) -> Builder:
+    def builder(self, build_options: BuildOptions, progress, remote=None, observers=()) -> Builder:
         return Builder(self.workspace, self.cache, self.configuration, remote=remote,
-                       progress=progress, options=build_options)
+                       progress=progress, options=build_options, observers=observers)
 
 
 def default_jobs() -> int:

@@ -71,12 +71,13 @@ class BuildSummary:
 
 class Builder:
     def __init__(self, workspace, cache, configuration, *, remote=None, progress=None, options=None,
-                 executors=None):
+                 executors=None, observers=()):
         self.workspace = workspace
         self.cache = cache
         self.configuration = configuration
         self.remote = remote
         self.progress = progress
+        self.observers = [o for o in (progress, *observers) if o is not None]  # get every event
         self.options = options or BuildOptions()
         self.output_root = workspace.root / OUTPUT_ROOT / configuration.name
         self.state = BuildState(workspace.state_dir / "state" / f"{configuration.name}.pickle")
@@ -157,10 +158,10 @@ class Builder:
 
     # -- scheduler callbacks -------------------------------------------------------------
     def _on_event(self, event: str, label, outcome) -> None:
-        if self.progress is not None:
-            target = self.graph[label]
-            mnemonic = target.action.mnemonic if target.action else target.rule
-            self.progress.event(event, str(label), mnemonic, outcome)
+        target = self.graph[label]
+        mnemonic = target.action.mnemonic if target.action else target.rule
+        for observer in self.observers:
+            observer.event(event, str(label), mnemonic, outcome)
 
     def _try_inline(self, label) -> Outcome | None:
         target = self.graph[label]

@@ -70,9 +70,10 @@ class UndetectedToolchains:
 
     def resolve(self, name: str, referenced_at=None) -> ResolvedToolchain:
         decl, _ = self._registry.declaration(name, referenced_at)
-        kind = str(decl.get("kind"))
-        tool = _PRIMARY_TOOL.get(kind, name)
-        return ResolvedToolchain(name, kind, {"undetected": True}, paths={tool: f"<{name}.{tool}>"})
+        return undetected(name, str(decl.get("kind")), {"undetected": True})
 
 
-_PRIMARY_TOOL = {"python": "python", "python_venv": "python", "cuda": "nvcc", "tensorrt": "trtexec"}
+def undetected(name: str, kind: str, fingerprint: dict) -> ResolvedToolchain:
+    """A toolchain known only by its declaration: its paths read as <name.tool>."""
+    tool = {"python": "python", "python_venv": "python", "cuda": "nvcc", "tensorrt": "trtexec"}.get(kind, name)
+    return ResolvedToolchain(name, kind, fingerprint, paths={tool: f"<{name}.{tool}>"})
