@@ -47,7 +47,7 @@ class Action:
     implementation: str  # rule name and version, e.g. "command/1"
     argv: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # values may contain {{sandbox}}
-    sources: tuple[tuple[str, str], ...] = ()  # (sandbox path, workspace-relative path)
+    sources: tuple[tuple[str, str], ...] = ()  # (sandbox path, workspace-relative or absolute path)
     deps: tuple[str, ...] = ()  # labels whose outputs this action reads
     outputs: tuple[str, ...] = ()  # sandbox-relative files it must produce
     output_dirs: tuple[str, ...] = ()  # sandbox-relative directories it must produce

@@ -64,7 +64,9 @@ class Analyzer:
                 where = decl.attrs.where("deps")
                 dep_label = Label.parse(text, label.package, where)
                 deps[dep_label] = self._analyze(dep_label, where)
-            toolchains = self._toolchains(label, rule.toolchain_names(attrs), decl, groups_read)
+            # Config values require toolchains of targets that run something, not of aliases.
+            config_groups = groups_read if rule.executes else set()
+            toolchains = self._toolchains(label, rule.toolchain_names(attrs), decl, config_groups)
             ctx = RuleContext(
                 label=label, attrs=attrs, location=decl.location, raw_attrs=decl.attrs,
                 workspace=self.workspace, configuration=self.configuration, deps=deps,

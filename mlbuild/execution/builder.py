@@ -214,7 +214,11 @@ class Builder:
         inputs = []
         for sandbox_path, relative in action.sources:
             path = root / relative
-            st = os.stat(path)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise ActionError(f"{action.label}: input {path} disappeared during the build",
+                                  hint="run the build again once the files stop changing") from None
             inputs.append(Input(sandbox_path, stat_cache.digest(path, st), bool(st.st_mode & 0o111)))
         for dep in action.deps:
             base = "out/" + dep[2:].replace(":", "/", 1)

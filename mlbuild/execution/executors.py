@@ -136,5 +136,15 @@ def _execute_download(builder, sandbox: Sandbox, logs: Path, extra: dict) -> Exe
     return Execution(0, time.monotonic() - start, stdout, stderr)
 
 
+def _execute_unavailable(builder, sandbox: Sandbox, logs: Path, extra: dict) -> Execution:
+    """An action whose inputs the user has not provided yet (e.g. a dataset directory)."""
+    raise ActionError(dict(sandbox.action.params)["reason"])
+
+
 # Action.executor -> function(builder, sandbox, logs_dir, extra facts dict) -> Execution
-EXECUTORS = {"subprocess": _execute_subprocess, "bench": _execute_bench, "download": _execute_download}
+EXECUTORS = {
+    "subprocess": _execute_subprocess,
+    "bench": _execute_bench,
+    "download": _execute_download,
+    "unavailable": _execute_unavailable,
+}

@@ -9,6 +9,7 @@ from .base import Attr, ConfiguredTarget, Rule, RuleContext
 
 class AliasRule(Rule):
     name = "alias"
+    executes = False
     attrs = {"actual": Attr("str", required=True, doc="the target this name stands for")}
 
     def validate(self, attrs, location):
@@ -30,6 +31,7 @@ class AliasRule(Rule):
 
 class GroupRule(Rule):
     name = "group"
+    executes = False
 
     def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
         return ConfiguredTarget(label=ctx.label, rule=self.name, deps=tuple(ctx.deps), action=None,

@@ -84,6 +84,7 @@ class Rule:
     name = ""
     version = 1
     attrs: dict[str, Attr] = {}
+    executes = True  # False for rules that only name other targets (alias, group)
 
     @property
     def implementation(self) -> str:
@@ -144,6 +145,7 @@ class RuleContext:
         self.groups_read = groups_read
         self.schema = schema
         self.outputs: list[str] = []
+        self.missing_data: str | None = None
 
     def where(self, attr: str) -> Location:
         return self._raw.where(attr) if attr in self._raw else self.location
@@ -154,12 +156,12 @@ class RuleContext:
 
     # -- sources and outputs -----------------------------------------------------------
     def sources(self, attr: str = "srcs") -> list[tuple[str, str]]:
-        """(sandbox path, workspace-relative path) of each declared source; globs expand."""
-        package_dir = self.workspace.package_dir(self.label.package)
+        """(sandbox path, workspace-relative path) of each declared source; globs expand, and
+        `//pkg:path` names a file of another package."""
         found = []
         for pattern in self.attrs.get(attr) or []:
-            check_relative_path(pattern, f"source '{pattern}'", self.where(attr))
-            matches = sorted(glob.glob(str(package_dir / pattern), recursive=True))
+            package_dir, relative = self.source_location(pattern, attr)
+            matches = sorted(glob.glob(str(package_dir / relative), recursive=True))
             files = [m for m in matches if os.path.isfile(m)]
             if not files:
                 raise BuildFileError(
@@ -167,8 +169,41 @@ class RuleContext:
                     self.where(attr),
                 )
             for path in files:
-                relative = self.workspace.relative(path).replace(os.sep, "/")
-                found.append((relative, relative))
+                relative_path = self.workspace.relative(path).replace(os.sep, "/")
+                found.append((relative_path, relative_path))
+        return found
+
+    def source_location(self, text: str, attr: str):
+        """(package directory, path inside it) of a source written `file` or `//pkg:file`."""
+        package = self.label.package
+        if text.startswith("//"):
+            package, _, text = text[2:].partition(":")
+            Label.parse(f"//{package}:x", location=self.where(attr))
+        check_relative_path(text, f"source '{text}'", self.where(attr))
+        return self.workspace.package_dir(package), text
+
+    def data_sources(self) -> list[tuple[str, str]]:
+        """Every regular file under `data_dir` (a user's dataset outside the workspace), staged
+        under data/ in the sandbox, each by digest in the key like any source. When the
+        directory is not given, `missing_data` says why and the action fails when scheduled,
+        so a build reports it beside other failures (a download needing --distdir, say)."""
+        raw = self.attrs.get("data_dir")
+        if raw is None:
+            return []
+        directory = self.expand(str(raw), "data_dir")
+        if not directory or not os.path.isabs(directory) or not os.path.isdir(directory):
+            groups = re.findall(r"config:\s*([\w-]+)", str(raw))
+            what = "is empty" if not directory else f"'{directory}' is not an existing absolute directory"
+            hint = f"pass --config={groups[0]}=/path/to/data" if groups else "set data_dir to a directory"
+            self.missing_data = f"{self.label} needs a data directory, and its data_dir {what} (hint: {hint})"
+            return []
+        found = []
+        for current, subdirs, names in os.walk(directory):
+            subdirs.sort()
+            for name in sorted(names):
+                path = os.path.join(current, name)
+                if os.path.isfile(path):
+                    found.append((f"data/{os.path.relpath(path, directory)}", path))
         return found
 
     def declare_outputs(self, names: list[str], attr: str) -> list[str]:
@@ -229,6 +264,8 @@ class RuleContext:
             return SANDBOX_PLACEHOLDER
         if kind == "outdir":
             return self.outdir
+        if kind == "data_dir":
+            return "data"
         if kind == "out":
             if not arg:
                 if len(self.outputs) != 1:
@@ -245,7 +282,8 @@ class RuleContext:
             sources = [s for s, _ in self.sources()]
             if kind == "srcs":
                 return " ".join(sources)
-            wanted = f"targets/{self.label.package}/{arg}"
+            package_dir, relative = self.source_location(arg, attr)
+            wanted = self.workspace.relative(package_dir / relative).replace(os.sep, "/")
             if wanted not in sources:
                 raise BuildFileError(f"{{{{src:{arg}}}}}: '{arg}' is not in srcs of {self.label}", where)
             return wanted
@@ -282,7 +320,7 @@ class RuleContext:
                 return paths[tool]
             return next(iter(paths.values()))
         raise BuildFileError(f"unknown placeholder '{{{{{kind}}}}}'", where,
-                             "placeholders: out, outdir, src, srcs, dep, config, toolchain, sandbox")
+                             "placeholders: out, outdir, src, srcs, dep, config, toolchain, data_dir, sandbox")
 
 
 def check_relative_path(path: str, what: str, location: Location) -> None:

@@ -49,6 +49,7 @@ class BenchRule(CommandRule):
         "target_latency_ms": Attr("float", doc="SingleStream/MultiStream expected latency (else measured)"),
         "server_target_latency_ms": Attr("float"),
         "settings": Attr("dict", {}, doc="LoadGen settings: " + ", ".join(_SETTINGS)),
+        "label_offset": Attr("int", 0, doc="predicted class minus this is the label (1 for a background class)"),
     }
 
     def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
@@ -72,6 +73,8 @@ class BenchRule(CommandRule):
                 raise BuildFileError(f"unknown LoadGen setting '{key}'", ctx.where("settings"),
                                      f"settings: {', '.join(_SETTINGS)}")
             common += [_SETTINGS[key], ctx.expand(str(value), "settings")]
+        if attrs["label_offset"]:
+            common += ["--label-offset", str(attrs["label_offset"])]
         if attrs["target_latency_ms"] is not None:
             common += ["--target-latency-ns", str(int(attrs["target_latency_ms"] * 1e6))]
         if attrs["server_target_latency_ms"] is not None:

@@ -18,6 +18,7 @@ class CommandRule(Rule):
         "out_dirs": Attr("list", []),
         "run": Attr("str", doc="shell command `mlbuild run` executes after building"),
         "test": Attr("bool", False, doc="a test: `mlbuild test` runs it and caches passes"),
+        "data_dir": Attr("str", doc="a directory outside the workspace staged as data/ ({{data_dir}})"),
     }
 
     def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
@@ -52,10 +53,13 @@ class CommandRule(Rule):
 
     def action(self, ctx, argv, outputs, output_dirs, mnemonic, env_extra=None, sources=None, resources=None,
                **extra) -> Action:
+        sources = tuple((ctx.sources() + ctx.data_sources()) if sources is None else sources)
+        if ctx.missing_data:
+            extra.update(executor="unavailable", params=(("reason", ctx.missing_data),))
         return Action(
             label=str(ctx.label), mnemonic=mnemonic, implementation=self.implementation,
             argv=argv, env=ctx.action_env(env_extra),
-            sources=tuple(ctx.sources() if sources is None else sources),
+            sources=sources,
             deps=tuple(str(d) for d in ctx.deps), outputs=tuple(outputs), output_dirs=tuple(output_dirs),
             toolchains=ctx.toolchain_digests(), resources=resources or ctx.resources(),
             timeout_s=ctx.attrs.get("timeout"), tags=tuple(ctx.attrs["tags"]), **extra,

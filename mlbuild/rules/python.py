@@ -31,13 +31,15 @@ class PythonRule(CommandRule):
         "out_dirs": Attr("list", []),
         "run": Attr("str"),
         "test": Attr("bool", False),
+        "data_dir": Attr("str"),
     }
 
     def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
         attrs = dict(ctx.attrs)
         attrs["srcs"] = [attrs["main"], *[s for s in attrs["srcs"] if s != attrs["main"]]]
         ctx.attrs = attrs
-        main = f"targets/{ctx.label.package}/{attrs['main']}"
+        package_dir, relative = ctx.source_location(attrs["main"], "main")
+        main = ctx.workspace.relative(package_dir / relative)
         attrs["argv"] = [f"{{{{toolchain:{attrs['toolchain']}.python}}}}", main, *map(str, attrs["args"])]
         attrs["cmd"] = None
         return super().analyze(ctx)
