@@ -7,8 +7,9 @@ toolchains it uses. Because it is plain data it could be shipped to another mach
 The action key is blake3 over a canonical JSON encoding of exactly what can change the
 result: implementation version, argv, the env the action sees, each input's path and digest,
 the declared outputs, toolchain fingerprints and executor parameters. Labels, configuration
-values the action never reads, resources, timeouts and tags are not in it: the same download
-under `--config=cpu` and `--config=cuda` is one cache entry.
+values the action never reads, resources, timeouts, tags, download URLs and where a toolchain
+is installed are not in it: the same download under `--config=cpu` and `--config=cuda` is one
+cache entry, and two teammates with their venvs in different cache dirs share hits.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from .hashing import digest_bytes
 # Bump when the canonical encoding or the sandbox layout changes meaning.
 KEY_SCHEMA_VERSION = 1
 SANDBOX_PLACEHOLDER = "{{sandbox}}"
+
+
+def toolchain_root_placeholder(name: str) -> str:
+    """Stands for a toolchain's install dir in argv and env, so the key holds the toolchain's
+    fingerprint but not where this machine happens to keep it."""
+    return "{{toolchain_root:" + name + "}}"
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class Action:
     executor: str = "subprocess"  # which executor runs it
     params: tuple[tuple[str, object], ...] = ()  # executor parameters (json-able values)
     urls: tuple[str, ...] = ()  # where a download may come from: its checksum fixes the content, so not keyed
+    toolchain_roots: tuple[tuple[str, str], ...] = ()  # (name, install dir) behind {{toolchain_root:NAME}}; not keyed
     resources: Resources = field(default_factory=Resources)
     timeout_s: float | None = None
     tags: tuple[str, ...] = ()

@@ -14,7 +14,7 @@ from ..junit import write_junit
 from ..profile import TraceRecorder
 from ..progress import make_progress, summary_line
 from .main import cli
-from .options import build_options, to_build_options
+from .options import build_options, make_remote, to_build_options
 from .session import Session
 
 
@@ -27,7 +27,8 @@ def _start(ctx, targets, kwargs):
 def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
     progress = make_progress(len(graph))
     trace = TraceRecorder() if kwargs.get("profile") else None
-    builder = session.builder(to_build_options(kwargs, _detected_gpus()), progress,
+    remote = make_remote(kwargs, session.workspace.settings, lambda message: progress.message(f"warning: {message}"))
+    builder = session.builder(to_build_options(kwargs, _detected_gpus()), progress, remote=remote,
                               observers=[trace] if trace else ())
     try:
         summary = builder.build(graph, tests=tests, force=force)
@@ -35,9 +36,16 @@ def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
         progress.close()
         if trace:
             trace.write(Path(kwargs["profile"]))
+        if remote is not None:
+            remote.close()
     for label, error in summary.failures():
         click.echo(str(error) if isinstance(error, UserError) else f"{label}: {error!r}", err=True)
     click.echo(summary_line(summary), err=True)
+    if remote is not None:
+        stats = remote.stats
+        click.echo(f"remote cache {remote.url}: {stats.hits} hits, {stats.misses} misses, "
+                   f"{stats.uploads} blobs uploaded ({stats.skipped_uploads} already there), "
+                   f"{stats.bytes_down / 2**20:.1f} MiB down, {stats.bytes_up / 2**20:.1f} MiB up", err=True)
     return builder, summary
 
 

@@ -72,3 +72,30 @@ def clean(ctx, expunge):
                 if child.name != "lock":
                     shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
     click.echo("cleaned" + (f" (and expunged {session.cache.root})" if expunge else ""))
+
+
+@cache.command()
+@click.option("--dir", "data_dir", required=True, metavar="DIR", help="Where the server keeps cas/ and ac/.")
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for a team).")
+@click.option("--user", help="Require basic auth for uploads (reads stay anonymous).")
+@click.option("--password-file", metavar="FILE", help="The uploader's password, for --user.")
+def serve(data_dir, port, host, user, password_file):
+    """Run a remote cache server (nginx with WebDAV PUT) in the foreground until Ctrl-C."""
+    from pathlib import Path
+
+    from ..storage.nginx import NginxServer
+
+    if (user is None) != (password_file is None):
+        raise UserError("--user and --password-file go together")
+    auth = (user, Path(password_file).read_text().strip()) if user else None
+    server = NginxServer(Path(data_dir).resolve(), port, host=host, auth=auth)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        raise UserError(f"cannot start the cache server: {exc}", hint="is the port already in use?") from None
+    click.echo(f"remote cache serving {data_dir} at {server.url} (Ctrl-C stops it)")
+    try:
+        server.wait()
+    finally:
+        server.stop()

@@ -34,6 +34,8 @@ def build_options(f):
         click.option("--remote-token-file", metavar="FILE",
                      help="Bearer token file for the remote cache (else env MLBUILD_REMOTE_TOKEN)."),
         click.option("--remote-ca-bundle", metavar="FILE", help="CA bundle to verify the remote cache's TLS."),
+        click.option("--remote-max-upload-size", metavar="SIZE",
+                     help="Do not upload blobs larger than SIZE (e.g. 2G): huge datasets stay local."),
         click.option("--distdir", "distdirs", multiple=True, metavar="DIR",
                      help="Directory holding files to use instead of downloading them (repeatable)."),
         click.option("--downloader-config", metavar="FILE",
@@ -48,6 +50,24 @@ def build_options(f):
         return f(*args, **kwargs)
 
     return wrapper
+
+
+def make_remote(kwargs: dict, settings: dict, warn):
+    """The remote cache client from flags, else the root BUILD.yaml's `workspace:` settings."""
+    from ..storage.remote import RemoteCache, RemoteOptions
+    from .cache import parse_size
+
+    url = kwargs.get("remote_cache") or settings.get("remote_cache")
+    if not url:
+        return None
+    size = kwargs.get("remote_max_upload_size") or settings.get("remote_max_upload_size")
+    options = RemoteOptions.from_settings(
+        url, upload=kwargs.get("remote_upload", True) and settings.get("remote_upload", True),
+        timeout_s=kwargs.get("remote_timeout") or settings.get("remote_timeout", 10.0),
+        token_file=kwargs.get("remote_token_file"), ca_bundle=kwargs.get("remote_ca_bundle"),
+        max_upload_bytes=parse_size(str(size)) if size else None,
+    )
+    return RemoteCache(options, warn)
 
 
 def to_build_options(kwargs: dict, gpus_detected: int) -> BuildOptions:

@@ -19,8 +19,11 @@ import shutil
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import filelock
 
 from ..actions import Action, Input, action_key, canonical_encoding
 from ..errors import ActionError, UserError
@@ -29,7 +32,7 @@ from ..storage.action_cache import ActionResult, OutputFile
 from ..storage.atomic import write_atomically
 from .executors import EXECUTORS
 from .processes import ProcessRunner
-from .sandbox import Sandbox, stage_result
+from .sandbox import Sandbox, stage_result, sweep_stale
 from .scheduler import Capacity, Node, Outcome, Scheduler
 from .state import BuildState, TargetState, intact, snapshot
 
@@ -66,7 +69,14 @@ class BuildSummary:
         return self.count(FAILED, SKIPPED, TEST_FAILED) == 0
 
     def failures(self):
-        return [(label, o.detail) for label, o in self.outcomes.items() if o.status == FAILED]
+        """(label, error or message) of every failed action and failed test."""
+        failed = []
+        for label, outcome in self.outcomes.items():
+            if outcome.status == FAILED:
+                failed.append((label, outcome.detail))
+            elif outcome.status == TEST_FAILED:
+                failed.append((label, outcome.detail.extra.get("failure", f"{label} failed")))
+        return failed
 
 
 class Builder:
@@ -111,7 +121,8 @@ class Builder:
             Capacity(cpus=self.options.jobs, gpus=self.options.gpus, memory_mb=self.options.memory_mb),
             self.options.jobs,
         )
-        with self.cache.shared():
+        with self._workspace_lock(), self.cache.shared():
+            sweep_stale(self.sandbox_base)
             try:
                 outcomes = scheduler.run(
                     nodes, self._work, self._try_inline, keep_going=self.options.keep_going,
@@ -122,6 +133,21 @@ class Builder:
                 self.cache.stat_cache.save()
         self._update_convenience_link()
         return BuildSummary(outcomes, time.monotonic() - start)
+
+    @contextmanager
+    def _workspace_lock(self):
+        """One build at a time per workspace and configuration: they share an output tree."""
+        self.state.file.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(self.state.file.with_suffix(".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            self.warn(f"another mlbuild is building this workspace ({self.configuration.name}); waiting for it")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def key_of(self, label: Label) -> tuple[str, list[Input]]:
         """The action key of an analyzed target whose deps have been built."""
@@ -175,9 +201,20 @@ class Builder:
         key, _ = self.key_of(label)
         previous = self.state.get(str(label))
         if previous is not None and previous.key == key and intact(previous):
+            self._readopt_collected_blobs(label, previous.result)
             self.results[str(label)] = previous.result
             return Outcome(UP_TO_DATE, previous.result)
         return None
+
+    def _readopt_collected_blobs(self, label, result: ActionResult) -> None:
+        """`cache gc` may have dropped the blobs of an up-to-date target whose output tree is
+        intact (same stat as when it was written): link them back, since dependents stage
+        their inputs from the CAS."""
+        cas = self.cache.cas
+        directory = self.output_root / label.package / label.name
+        for output in result.outputs:
+            if not cas.contains(output.digest, output.executable):
+                cas.put_file(directory / output.path, output.executable, digest=output.digest, take=True)
 
     def _work(self, label) -> Outcome:
         target = self.graph[label]
@@ -234,26 +271,35 @@ class Builder:
             logs = sandbox.root.with_name(sandbox.root.name + ".logs")
             logs.mkdir()
             try:
-                execute = self.executors[action.executor]
                 extra = {}
+                failure = None
                 try:
-                    execution = execute(self, sandbox, logs, extra)
+                    execution = self.executors[action.executor](self, sandbox, logs, extra)
+                    sandbox.check_inputs_untouched()
                 except ActionError as exc:
                     if not is_test:
                         raise
-                    return ActionResult(outputs=(), exit_code=1, extra={**extra, "failure": str(exc)})
-                files, directories, symlinks = sandbox.collect(action.label)
+                    failure = str(exc)  # a failed test keeps its logs and outputs, uncached
+                    extra["failure"] = failure
+                    execution = None
+                try:
+                    files, directories, symlinks = sandbox.collect(action.label)
+                except ActionError:
+                    if failure is None:
+                        raise
+                    files, directories, symlinks = [], [], []
                 cas = self.cache.cas
                 outputs = tuple(
                     OutputFile(rel, cas.put_file(path, executable, take=True), path.stat().st_size, executable)
                     for rel, path, executable in files
                 )
+                stdout, stderr = logs / "stdout", logs / "stderr"
                 return ActionResult(
                     outputs=outputs, directories=tuple(directories), symlinks=tuple(symlinks),
-                    exit_code=0,
-                    stdout_digest=cas.put_file(execution.stdout, take=True),
-                    stderr_digest=cas.put_file(execution.stderr, take=True),
-                    duration_s=round(execution.duration_s, 3), extra=extra,
+                    exit_code=0 if failure is None else 1,
+                    stdout_digest=cas.put_file(stdout, take=True) if stdout.exists() else None,
+                    stderr_digest=cas.put_file(stderr, take=True) if stderr.exists() else None,
+                    duration_s=round(execution.duration_s, 3) if execution else 0.0, extra=extra,
                 )
             finally:
                 shutil.rmtree(logs, ignore_errors=True)

@@ -1,9 +1,11 @@
 """The sandbox: a fresh directory holding only an action's declared inputs.
 
-Sources are hardlinked from the workspace and dependency outputs from the CAS (a copy only
-across filesystems); the action runs with cwd at the sandbox root and a scrubbed env; then
-only declared outputs are collected. An output that is missing, or a symlink that points
-outside the sandbox, fails the action with a clear message.
+Small inputs are copied in, so an action (often running as root, which ignores file modes)
+can never write into the workspace or the CAS through them; large ones are hardlinked (no
+multi-GB copies) and checked after the action: one it modified fails the action, and a CAS
+blob it damaged is deleted so it is rebuilt. The action runs with cwd at the sandbox root and
+a scrubbed env; then only declared outputs are collected. An output that is missing, or a
+symlink that points outside the sandbox, fails the action with a clear message.
 """
 
 from __future__ import annotations
@@ -13,21 +15,26 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..actions import SANDBOX_PLACEHOLDER, Action
+from ..actions import SANDBOX_PLACEHOLDER, Action, toolchain_root_placeholder
 from ..errors import ActionError
 from ..storage.action_cache import ActionResult
 from ..storage.cas import ContentStore
+
+# Inputs below this size are copied into the sandbox, larger ones hardlinked and checked.
+COPY_BELOW_BYTES = 8 << 20
 
 
 class Sandbox:
     def __init__(self, base: Path, action: Action):
         self.action = action
-        self.root = base / uuid.uuid4().hex[:16]
+        self.root = base / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # owner pid: see sweep_stale
         self.root.mkdir(parents=True)
         for special in (".home", ".tmp"):
             (self.root / special).mkdir()
 
     def substitute(self, text: str) -> str:
+        for name, root in self.action.toolchain_roots:
+            text = text.replace(toolchain_root_placeholder(name), root)
         return text.replace(SANDBOX_PLACEHOLDER, str(self.root))
 
     def env(self) -> dict[str, str]:
@@ -37,12 +44,48 @@ class Sandbox:
         return [self.substitute(a) for a in self.action.argv]
 
     def stage(self, workspace_root: Path, dep_results: dict[str, ActionResult], cas: ContentStore) -> None:
+        self._cas = cas
+        self._linked: list[tuple[Path, tuple, str | None]] = []  # (staged file, stat, CAS digest)
         for sandbox_path, relative in self.action.sources:
-            _link_or_copy(workspace_root / relative, self.root / sandbox_path)
+            self._stage_file(workspace_root / relative, self.root / sandbox_path, None)
         for label, result in dep_results.items():
-            stage_result(self.root / label_output_dir(label), result, cas)
+            directory = self.root / label_output_dir(label)
+            for sub in result.directories:
+                (directory / sub).mkdir(parents=True, exist_ok=True)
+            for output in result.outputs:
+                blob = cas.blob_path(output.digest, output.executable)
+                self._stage_file(blob, directory / output.path, output.digest)
+            _make_symlinks(directory, result)
         for path in (*self.action.outputs, *self.action.output_dirs):
             (self.root / path).parent.mkdir(parents=True, exist_ok=True)
+
+    def _stage_file(self, src: Path, dest: Path, digest: str | None) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        st = src.stat()
+        if st.st_size < COPY_BELOW_BYTES:
+            shutil.copy2(src, dest)
+            return
+        try:
+            os.link(src, dest)
+        except OSError:
+            shutil.copy2(src, dest)
+            return
+        self._linked.append((dest, (st.st_size, st.st_mtime_ns), digest))
+
+    def check_inputs_untouched(self) -> None:
+        """Fail the action if it wrote to a hardlinked input (and drop a damaged CAS blob)."""
+        touched = []
+        for path, stamp, digest in self._linked:
+            st = path.stat() if path.exists() else None
+            if st is None or (st.st_size, st.st_mtime_ns) != stamp:
+                touched.append(str(path.relative_to(self.root)))
+                if digest is not None:
+                    self._cas.verify(digest)
+        if touched:
+            raise ActionError(
+                f"{self.action.label} modified its input(s) {', '.join(touched)}",
+                hint="actions must write only their declared outputs; copy an input before changing it",
+            )
 
     def collect(self, label: str) -> tuple[list[tuple[str, Path, bool]], list[str], list[tuple[str, str]]]:
         """Declared outputs as (path relative to the target's outdir, file, executable),
@@ -100,17 +143,37 @@ class Sandbox:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def sweep_stale(base: Path) -> None:
+    """Remove sandboxes whose mlbuild process died (kill -9 leaves them behind)."""
+    if not base.is_dir():
+        return
+    for entry in base.iterdir():
+        pid = entry.name.split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def label_output_dir(label: str) -> str:
     package, _, name = label[2:].partition(":")
     return f"out/{package}/{name}"
 
 
 def stage_result(directory: Path, result: ActionResult, cas: ContentStore) -> None:
-    """Lay a result's outputs out under `directory` (hardlinks to the CAS)."""
+    """Lay a result's outputs out under `directory` (hardlinks to the CAS): the output tree."""
     for sub in result.directories:
         (directory / sub).mkdir(parents=True, exist_ok=True)
     for output in result.outputs:
         cas.materialize(output.digest, directory / output.path, output.executable)
+    _make_symlinks(directory, result)
+
+
+def _make_symlinks(directory: Path, result: ActionResult) -> None:
     for path, target in result.symlinks:
         link = directory / path
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -121,11 +184,3 @@ def stage_result(directory: Path, result: ActionResult, cas: ContentStore) -> No
 
 def _relative(path: str, outdir: str) -> str:
     return path[len(outdir) + 1:] if path.startswith(outdir + "/") else path
-
-
-def _link_or_copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)

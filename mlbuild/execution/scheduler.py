@@ -86,32 +86,36 @@ class Scheduler:
         running: dict[Future, Hashable] = {}
         failed = False
 
+        completed: list = []  # (name, outcome) waiting to be recorded: a worklist, not recursion,
+        # so a chain of thousands of up-to-date or skipped nodes cannot overflow the stack
+
         def finish(name, outcome: Outcome):
-            outcomes[name] = outcome
-            on_event("finished", name, outcome)
-            blocked = outcome.status in ("failed", "skipped")
-            for child in dependents[name]:
-                if blocked:
-                    skip(child, name)
+            completed.append((name, outcome))
+            while completed:
+                current, result = completed.pop()
+                if current in outcomes:
                     continue
-                pending[child] -= 1
-                if pending[child] == 0 and child not in outcomes:
-                    offer(child)
+                outcomes[current] = result
+                on_event("finished", current, result)
+                blocked = result.status in ("failed", "skipped")
+                for child in dependents[current]:
+                    if blocked:
+                        completed.append((child, Outcome("skipped", current)))
+                        continue
+                    pending[child] -= 1
+                    if pending[child] == 0 and child not in outcomes:
+                        inline = try_inline(child)
+                        if inline is not None:
+                            completed.append((child, inline))
+                        else:
+                            heapq.heappush(ready, (-priority[child], next(counter), child))
 
-        def skip(name, because):
-            if name in outcomes:
-                return
-            finish(name, Outcome("skipped", because))
-
-        def offer(name):
+        for name in [n for n in nodes if pending[n] == 0]:
             inline = try_inline(name)
             if inline is not None:
                 finish(name, inline)
             else:
                 heapq.heappush(ready, (-priority[name], next(counter), name))
-
-        for name in [n for n in nodes if pending[n] == 0]:
-            offer(name)
 
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlbuild") as pool:
             try:

@@ -79,9 +79,10 @@ class Combination:
 
 @dataclass(frozen=True)
 class Configuration:
-    """One value for every group, plus which of them the user chose explicitly."""
+    """One value for every group; `name` spells the values that differ from the defaults."""
 
     values: tuple[tuple[str, object], ...]
+    name: str = "default"
 
     def __getitem__(self, group: str):
         return dict(self.values)[group]
@@ -89,17 +90,22 @@ class Configuration:
     def holds(self, group: str, value) -> bool:
         return dict(self.values).get(group) == value
 
-    @property
-    def name(self) -> str:
-        """A short, stable, filesystem-safe name for the output tree of this configuration."""
-        text = "-".join(str(v) for _, v in self.values if v != "")
-        text = re.sub(r"[^A-Za-z0-9_.=+-]", "_", text)
-        if len(text) > 64:
-            text = text[:48] + "-" + hashlib.sha256(text.encode()).hexdigest()[:12]
-        return text or "default"
-
     def describe(self) -> str:
         return ",".join(f"{g}={v}" for g, v in self.values)
+
+
+def configuration_name(changed: list[tuple[str, object, bool]]) -> str:
+    """A short, stable, filesystem-safe directory name: `default`, `int8`, `cuda-int8-batch_size=8`.
+
+    `changed` holds (group, value, parametric) for values that differ from the defaults.
+    """
+    values = [f"{g}={v}" if parametric else str(v) for g, v, parametric in changed]
+    raw = "-".join(values)
+    text = re.sub(r"[^A-Za-z0-9_.=+-]", "_", raw) or "default"
+    ambiguous = any("-" in v for v in values)  # (a-b, c) and (a, b-c) must not share a tree
+    if raw and (text != raw or ambiguous) or len(text) > 64:
+        text = text[:48] + "-" + hashlib.sha256(repr(changed).encode()).hexdigest()[:12]
+    return text
 
 
 class ConfigSchema:
@@ -132,7 +138,11 @@ class ConfigSchema:
                     )
                 if "values" in body:
                     raise BuildFileError(f"parametric group '{name}' cannot list values", body.where("values"))
-                groups[name] = ConfigGroup(name, body.get("default"), type=kind, doc=body.get("doc", ""), location=where)
+                group = ConfigGroup(name, None, type=kind, doc=body.get("doc", ""), location=where)
+                default = body.get("default")
+                if default is not None:
+                    default = group.coerce(str(default), body.where("default"))
+                groups[name] = ConfigGroup(name, default, type=kind, doc=group.doc, location=where)
                 continue
             values = expect_mapping(body.get("values"), f"values of config group '{name}'", body.where("values"))
             if not values:
@@ -174,11 +184,12 @@ class ConfigSchema:
         for item, where in _items(rules.get("incompatible")):
             refs = tuple(schema.resolve_ref(ref, where) for ref in item)
             schema.incompatible.append((refs, where))
-        for name, refs in (rules.get("bundles") or {}).items():
-            where = rules["bundles"].where(name)
-            for ref in refs:
-                schema.resolve_ref(ref, where)
-            schema.bundles[name] = tuple(refs)
+        bundles = rules.get("bundles") or {}
+        for name, refs in bundles.items():
+            schema.bundles[name] = tuple(map(str, refs))
+        for name in bundles:  # every bundle expands, without cycles, to known values
+            for ref in _expand_bundles([name], schema.bundles):
+                schema.resolve_ref(ref, bundles.where(name))
         return schema
 
     def _settings(self, raw, where: Location) -> ValueSettings:
@@ -235,9 +246,11 @@ class ConfigSchema:
                     "a group takes exactly one value",
                 )
             explicit[group] = value
-        values = dict(explicit)
-        # Implications (CM's base variations) apply until nothing changes; an implication
-        # that contradicts an explicit choice is an error, a default yields silently.
+        # Defaults are tentative: an implication (CM's base variations) may replace one, and the
+        # values defaults imply hold too. Implications apply until nothing changes; one that
+        # contradicts an explicit choice or another implication is an error.
+        values = {g.name: g.default for g in self.groups.values() if g.default is not None}
+        values.update(explicit)
         implied_by: dict[str, str] = {}
         changed = True
         while changed:
@@ -247,22 +260,21 @@ class ConfigSchema:
                     current = values.get(group)
                     if current == value:
                         continue
-                    if group in values:
+                    if group in explicit or group in implied_by:
+                        chosen = "was chosen" if group in explicit else f"is implied by '{implied_by[group]}'"
                         raise BuildFileError(
-                            f"'{source}' implies {group}={value}, but {group}={current} was chosen",
-                            where, f"drop {group}={current} or {source}",
+                            f"'{source}' implies {group}={value}, but {group}={current} {chosen}",
+                            where, f"drop one of them from --config",
                         )
                     values[group] = value
                     implied_by[group] = source
                     changed = True
         for group in self.groups.values():
             if group.name not in values:
-                if group.default is None:
-                    raise BuildFileError(
-                        f"config group '{group.name}' has no default and no value was given", where,
-                        f"pass --config={group.name}=VALUE",
-                    )
-                values[group.name] = group.default
+                raise BuildFileError(
+                    f"config group '{group.name}' has no default and no value was given", where,
+                    f"pass --config={group.name}=VALUE",
+                )
         for refs, rule_where in self.incompatible:
             if all(values.get(g) == v for g, v in refs):
                 combo = ",".join(f"{g}={v}" for g, v in refs)
@@ -270,7 +282,8 @@ class ConfigSchema:
                     f"incompatible configuration: {combo} cannot be combined",
                     where, f"declared at {rule_where}",
                 )
-        return Configuration(tuple((g, values[g]) for g in self.groups))
+        changed = [(g, values[g], group.parametric) for g, group in self.groups.items() if values[g] != group.default]
+        return Configuration(tuple((g, values[g]) for g in self.groups), configuration_name(changed))
 
     def _active_settings(self, values: dict):
         for group_name, value in list(values.items()):
@@ -298,7 +311,7 @@ def _expand_bundles(tokens, bundles, seen=()):
     for token in tokens:
         if token in bundles:
             if token in seen:
-                raise BuildFileError(f"config bundle '{token}' includes itself")
+                raise BuildFileError(f"config bundle '{token}' includes itself: " + " -> ".join((*seen, token)))
             yield from _expand_bundles(bundles[token], bundles, seen + (token,))
         else:
             yield token

@@ -16,7 +16,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=,@~\-]*$")
 
 
 def _check_package(package: str, text: str, location: Location | None) -> None:
-    if not _PACKAGE_RE.match(package) or any(p == ".." for p in package.split("/")):
+    if not _PACKAGE_RE.fullmatch(package) or any(p == ".." for p in package.split("/")):
         raise BuildFileError(
             f"invalid package in label '{text}'",
             location,
@@ -49,7 +49,7 @@ class Label:
                 f"invalid label '{text}'", location, "labels look like //pkg:name or :name"
             )
         _check_package(package, text, location)
-        if not _NAME_RE.match(name):
+        if not _NAME_RE.fullmatch(name):
             raise BuildFileError(f"invalid target name in label '{text}'", location)
         return cls(package, name)
 

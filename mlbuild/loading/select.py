@@ -39,23 +39,24 @@ def _choose(select: LocatedDict, schema: ConfigSchema, configuration: Configurat
     where = select.where("select")
     if not isinstance(branches, LocatedDict):
         raise BuildFileError("select must map conditions to values", where)
-    best = None
+    matches = []
     for condition, branch in branches.items():
         if condition == "default":
             continue
         refs = schema.groups_of_condition(str(condition), branches.where(condition))
         groups_read.update(group for group, _ in refs)
         if all(configuration.holds(group, value) for group, value in refs):
-            if best is not None and len(best[0]) == len(refs):
-                raise BuildFileError(
-                    f"select is ambiguous under {configuration.describe()}: "
-                    f"'{best[2]}' and '{condition}' both match",
-                    branches.where(condition), "make one condition more specific",
-                )
-            if best is None or len(refs) > len(best[0]):
-                best = (refs, branch, condition)
-    if best is not None:
-        return best[1]
+            matches.append((len(refs), condition, branch))
+    if matches:
+        most = max(size for size, _, _ in matches)
+        best = [(condition, branch) for size, condition, branch in matches if size == most]
+        if len(best) > 1:
+            raise BuildFileError(
+                f"select is ambiguous under {configuration.describe()}: "
+                + " and ".join(f"'{c}'" for c, _ in best) + " all match",
+                branches.where(best[1][0]), "add a more specific condition that combines them",
+            )
+        return best[0][1]
     if "default" in branches:
         return branches["default"]
     raise BuildFileError(

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ..actions import SANDBOX_PLACEHOLDER, Action, Resources
+from ..actions import SANDBOX_PLACEHOLDER, Action, Resources, toolchain_root_placeholder
 from ..errors import BuildFileError, Location, did_you_mean
 from ..loading.configs import Configuration
 from ..loading.labels import Label
@@ -247,10 +247,19 @@ class RuleContext:
         env.update(extra or {})
         for key, value in (self.attrs.get("env") or {}).items():
             env[str(key)] = self.expand(str(value), "env")
-        return tuple(sorted(env.items()))
+        return tuple(sorted((key, self.abstract(value)) for key, value in env.items()))
 
     def toolchain_digests(self) -> tuple[tuple[str, str], ...]:
         return tuple(sorted((name, t.digest) for name, t in self.toolchains.items()))
+
+    def toolchain_roots(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((name, t.root) for name, t in self.toolchains.items() if t.root))
+
+    def abstract(self, text: str) -> str:
+        """`text` with machine-specific toolchain install dirs replaced by placeholders."""
+        for name, root in self.toolchain_roots():
+            text = text.replace(root, toolchain_root_placeholder(name))
+        return text
 
     # -- placeholders ------------------------------------------------------------------
     def expand(self, text: str, attr: str) -> str:

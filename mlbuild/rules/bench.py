@@ -101,8 +101,10 @@ class BenchRule(CommandRule):
         foreground_mode = "performance" if "performance" in modes else modes[0]
         run_action = Action(
             label=str(ctx.label), mnemonic="Bench", implementation=self.implementation,
-            argv=(*common, "--mode", foreground_mode, "--out-dir", ".", "--result", "result.json"),
+            argv=tuple(ctx.abstract(a) for a in (*common, "--mode", foreground_mode, "--out-dir", ".",
+                                                 "--result", "result.json")),
             env=action.env, sources=action.sources, deps=action.deps, toolchains=action.toolchains,
+            toolchain_roots=action.toolchain_roots,
             tags=("no-cache",),
         )
         return ConfiguredTarget(

@@ -35,9 +35,9 @@ class CommandRule(Rule):
         if attrs["run"]:
             run_action = Action(
                 label=str(ctx.label), mnemonic="Run", implementation=self.implementation,
-                argv=("/bin/bash", "-c", ctx.expand(attrs["run"], "run")),
+                argv=("/bin/bash", "-c", ctx.abstract(ctx.expand(attrs["run"], "run"))),
                 env=action.env, sources=action.sources, deps=(*action.deps, str(ctx.label)),
-                toolchains=action.toolchains, tags=("no-cache",),
+                toolchains=action.toolchains, toolchain_roots=action.toolchain_roots, tags=("no-cache",),
             )
         return ConfiguredTarget(
             label=ctx.label, rule=self.name, deps=tuple(ctx.deps), action=action,
@@ -58,7 +58,8 @@ class CommandRule(Rule):
             extra.update(executor="unavailable", params=(("reason", ctx.missing_data),))
         return Action(
             label=str(ctx.label), mnemonic=mnemonic, implementation=self.implementation,
-            argv=argv, env=ctx.action_env(env_extra),
+            argv=tuple(ctx.abstract(a) for a in argv), env=ctx.action_env(env_extra),
+            toolchain_roots=ctx.toolchain_roots(),
             sources=sources,
             deps=tuple(str(d) for d in ctx.deps), outputs=tuple(outputs), output_dirs=tuple(output_dirs),
             toolchains=ctx.toolchain_digests(), resources=resources or ctx.resources(),

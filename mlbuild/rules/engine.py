@@ -88,7 +88,7 @@ class EngineRule(CommandRule):
                     "--precision", ctx.expand(str(attrs["precision"]), "precision"),
                     "--batch-size", ctx.expand(str(attrs["batch_size"]), "batch_size"),
                     "--workspace-mib", str(attrs["workspace_mib"]),
-                    "--trtexec", "{{toolchain:tensorrt.trtexec}}", "--threads", threads]
+                    "--trtexec", "{{toolchain:tensorrt.trtexec}}"]
             if attrs["calibration"]:
                 argv += ["--calib", dep_file(ctx, "calibration")]
         argv = tuple(ctx.expand(a, "model") for a in argv)

@@ -109,6 +109,8 @@ class LocalCache:
                     continue
                 kept |= new
                 kept_bytes += new_bytes
+            for leftover in [*self.cas.root.glob("*/*.tmp"), *self.actions.root.glob("*/*.tmp")]:
+                leftover.unlink(missing_ok=True)  # no build runs now: every temp file is a crash's
             blobs_removed = freed = 0
             for path, digest, size, _ in list(self.cas.iter_blobs()):
                 if digest not in kept:

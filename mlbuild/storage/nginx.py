@@ -218,6 +218,11 @@ class NginxServer:
         self.stop()
         raise RuntimeError(f"nginx did not start serving {self.url}:\n{log}")
 
+    def wait(self) -> None:
+        """Block until nginx exits (a foreground server stopped by Ctrl-C)."""
+        if self._process is not None:
+            self._process.wait()
+
     def stop(self) -> None:
         self._terminate()
         if self._own_run_dir:

@@ -72,7 +72,8 @@ class RemoteOptions:
         A file is the safer place (not visible in `ps` or in environment dumps); a bad URL or
         an unreadable token file is the user's to fix, so it is a UserError, not a warning.
         """
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UserError(
                 f"remote cache URL {_redact(url)!r} is not an http:// or https:// URL",
                 hint="e.g. --remote-cache http://cache.example.com:8080",
@@ -82,7 +83,9 @@ class RemoteOptions:
             try:
                 token = Path(token_file).expanduser().read_text().strip() or None
             except OSError as exc:
-                raise UserError(f"cannot read remote cache token file {token_file}: {exc.strerror}")
+                raise UserError(
+                    f"cannot read remote cache token file {token_file}: {exc.strerror}"
+                ) from None
         elif token_env:
             token = os.environ.get(token_env, "").strip() or None
         return cls(
@@ -274,7 +277,9 @@ class RemoteCache:
         with (
             open(path, "rb") as body,
             self._request(
-                "PUT", f"cas/{digest}", data=body, headers={"Content-Length": str(size)}
+                # An empty file would make requests fall back to chunked encoding beside our
+                # Content-Length, which nginx rejects with 400: send empty bytes instead.
+                "PUT", f"cas/{digest}", data=body if size else b"", headers={"Content-Length": str(size)}
             ) as resp,
         ):
             self._expect(resp, 200, 201, 204)

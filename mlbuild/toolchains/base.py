@@ -24,6 +24,7 @@ class ResolvedToolchain:
     paths: dict = field(default_factory=dict)  # named executables, e.g. {"python": ...}
     env: dict = field(default_factory=dict)  # set in the actions that use the toolchain
     bin_dirs: tuple[str, ...] = ()  # put first on the actions' PATH
+    root: str | None = None  # a machine-specific install dir (a venv under the cache): never keyed
 
     @property
     def digest(self) -> str:

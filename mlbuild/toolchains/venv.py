@@ -53,7 +53,7 @@ def resolve_venv(name: str, decl: dict, toolchain_file: Path, venv_root: Path, l
     python = str(venv / "bin" / "python")
     return ResolvedToolchain(
         name, "python_venv", fingerprint, paths={"python": python},
-        env={"VIRTUAL_ENV": str(venv)}, bin_dirs=(str(venv / "bin"),),
+        env={"VIRTUAL_ENV": str(venv)}, bin_dirs=(str(venv / "bin"),), root=str(venv),
     )
 
 

@@ -2,31 +2,14 @@
 
 import os
 import sys
+import argparse
 
-
-def _pin_threads() -> None:
-    """Pin BLAS/OpenMP threads from --threads before numpy loads (2 shared cores: oversubscription is slow)."""
-    n = "1"
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            n = sys.argv[i + 1]
-        elif arg.startswith("--threads="):
-            n = arg.split("=", 1)[1]
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = n
-
-
-_pin_threads()
-
-import argparse  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True, help="output npz: images (N,8,8) float32, labels (N,) int64")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads (default 1)")
     args = parser.parse_args(argv)
 
     from sklearn.datasets import load_digits

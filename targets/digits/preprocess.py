@@ -2,25 +2,9 @@
 
 import os
 import sys
+import argparse
 
-
-def _pin_threads() -> None:
-    """Pin BLAS/OpenMP threads from --threads before numpy loads (2 shared cores: oversubscription is slow)."""
-    n = "1"
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            n = sys.argv[i + 1]
-        elif arg.startswith("--threads="):
-            n = arg.split("=", 1)[1]
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = n
-
-
-_pin_threads()
-
-import argparse  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def _save(path: str, **arrays) -> None:
@@ -40,7 +24,6 @@ def main(argv=None) -> int:
                         help="calibration samples taken from train (default 100)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="stratified validation share (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="split and subset seed (default 0)")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads (default 1)")
     args = parser.parse_args(argv)
 
     from sklearn.model_selection import train_test_split

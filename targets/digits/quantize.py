@@ -2,25 +2,10 @@
 
 import os
 import sys
+import argparse
+import logging
 
-
-def _pin_threads() -> None:
-    """Pin BLAS/OpenMP threads from --threads before numpy loads (2 shared cores: oversubscription is slow)."""
-    n = "1"
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            n = sys.argv[i + 1]
-        elif arg.startswith("--threads="):
-            n = arg.split("=", 1)[1]
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = n
-
-
-_pin_threads()
-
-import argparse  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def main(argv=None) -> int:
@@ -52,6 +37,9 @@ def main(argv=None) -> int:
             return None if batch is None else {input_name: batch}
 
     _pin_calibration_threads(args.threads)
+    # quantize_static advises "pre-processing" (shape inference + optimization) on the root logger;
+    # these graphs are already shape-complete, so that advice is noise in every build log.
+    logging.getLogger().addFilter(lambda record: "pre-processing" not in record.getMessage())
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     quantize_static(
         args.model, args.out, NpzReader(),

@@ -2,26 +2,10 @@
 
 import os
 import sys
+import argparse
+import warnings
 
-
-def _pin_threads() -> None:
-    """Pin BLAS/OpenMP threads from --threads before numpy loads (2 shared cores: oversubscription is slow)."""
-    n = "1"
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            n = sys.argv[i + 1]
-        elif arg.startswith("--threads="):
-            n = arg.split("=", 1)[1]
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = n
-
-
-_pin_threads()
-
-import argparse  # noqa: E402
-import warnings  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 TARGET_OPSET = 17  # an upper bound: skl2onnx picks the lowest opset that expresses the model
 
@@ -79,7 +63,6 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, default=64, help="hidden units (default 64)")
     parser.add_argument("--max-iter", type=int, default=300, help="training epochs (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="random_state (default 0)")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads (default 1)")
     args = parser.parse_args(argv)
 
     import onnx

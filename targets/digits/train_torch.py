@@ -2,29 +2,11 @@
 
 import os
 import sys
+import argparse
+import io
+import warnings
 
-
-def _pin_threads() -> None:
-    """Pin BLAS/OpenMP threads from --threads before numpy/torch load (2 shared cores: oversubscription is slow)."""
-    n = "1"
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            n = sys.argv[i + 1]
-        elif arg.startswith("--threads="):
-            n = arg.split("=", 1)[1]
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = n
-    # Deterministic cuBLAS, should a CUDA build of torch ever run this (use_deterministic_algorithms needs it).
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-_pin_threads()
-
-import argparse  # noqa: E402
-import io  # noqa: E402
-import warnings  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 OPSET = 17
 

@@ -79,8 +79,8 @@ def test_int8_reuses_everything_upstream_of_precision(workspace, cache_dir):
     ran = built(done.stderr)
     assert ran.isdisjoint(UPSTREAM_OF_PRECISION), ran
     assert {"//engines:digits", "//bench:digits_offline"} <= ran  # model_int8 was cached by eval_int8
-    fp32_dir = workspace / "mlbuild-out" / "cpu-fp32-sklearn-Offline-32" / "digits" / "preprocess"
-    int8_dir = workspace / "mlbuild-out" / "cpu-int8-sklearn-Offline-32" / "digits" / "preprocess"
+    fp32_dir = workspace / "mlbuild-out" / "default" / "digits" / "preprocess"
+    int8_dir = workspace / "mlbuild-out" / "int8" / "digits" / "preprocess"
     # Both configurations' trees hold the same blob (one inode, hardlinked from the CAS).
     assert (fp32_dir / "train.npz").stat().st_ino == (int8_dir / "train.npz").stat().st_ino
 

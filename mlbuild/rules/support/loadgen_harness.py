@@ -17,30 +17,14 @@ Exit codes: 0 the run finished (even when LoadGen calls it INVALID: the judge is
 
 import os
 import sys
+import argparse
+import collections
+import hashlib
+import json
+import threading
+import time
 
-
-def _pin_threads() -> None:
-    """Pin BLAS/OpenMP threads from --threads before numpy/onnxruntime load (2 shared cores)."""
-    n = "1"
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            n = sys.argv[i + 1]
-        elif arg.startswith("--threads="):
-            n = arg.split("=", 1)[1]
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = n
-
-
-_pin_threads()
-
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -304,7 +288,7 @@ class Sut:
                 batch = self.x[indices[0]:indices[-1] + 1]  # a contiguous run: a view, no gather
             else:
                 batch = self.x[indices]
-            return np.ascontiguousarray(np.argmax(self.engine(batch), axis=1), dtype=np.int64)
+            return np.ascontiguousarray(classes(self.engine(batch)), dtype=np.int64)
         except Exception as e:  # noqa: BLE001 - reported after the run; LoadGen must not hang
             if self.error is None:
                 self.error = e
@@ -382,8 +366,15 @@ class Sut:
 # After the run.
 
 
-def accuracy_from_log(path: str, labels: np.ndarray) -> tuple[float, int]:
-    """Top-1 accuracy from mlperf_log_accuracy.json: each entry's data is the hex of an int64 class."""
+def classes(output: np.ndarray) -> np.ndarray:
+    """Predicted classes: the argmax of scores [N, C], or the output itself when the model
+    already ends in an ArgMax (MLPerf's ResNet-50 answers ArgMax:0, int64 [N])."""
+    return output if output.ndim == 1 else np.argmax(output, axis=1)
+
+
+def accuracy_from_log(path: str, labels: np.ndarray, label_offset: int = 0) -> tuple[float, int]:
+    """Top-1 accuracy from mlperf_log_accuracy.json: each entry's data is the hex of an int64 class;
+    class - label_offset is compared with the label (1 for models with a background class 0)."""
     try:
         with open(path) as f:
             entries = json.load(f)
@@ -398,7 +389,7 @@ def accuracy_from_log(path: str, labels: np.ndarray) -> tuple[float, int]:
         predicted[int(entry["qsl_idx"])] = int.from_bytes(raw, "little", signed=True)
     if not predicted:
         raise HarnessError(f"{path} holds no samples")
-    correct = sum(1 for idx, cls in predicted.items() if cls == labels[idx])
+    correct = sum(1 for idx, cls in predicted.items() if cls - label_offset == labels[idx])
     return correct / len(predicted), len(predicted)
 
 
@@ -507,7 +498,8 @@ def run(args) -> dict:
                  "accuracy": "mlperf_log_accuracy.json"},
     }
     if args.mode == "accuracy":
-        accuracy, samples = accuracy_from_log(os.path.join(args.out_dir, "mlperf_log_accuracy.json"), y)
+        accuracy, samples = accuracy_from_log(os.path.join(args.out_dir, "mlperf_log_accuracy.json"), y,
+                                              args.label_offset)
         result["accuracy"] = accuracy
         result["samples"] = samples
     elif args.scenario == "Offline":
@@ -544,6 +536,8 @@ def main(argv=None) -> int:
                         help="length of the calibration run (default 0.5)")
     parser.add_argument("--raw-seconds", type=float, default=0.5,
                         help="length of the raw engine throughput run after Offline performance (default 0.5)")
+    parser.add_argument("--label-offset", type=int, default=0,
+                        help="predicted class minus this is the label (1 for MLPerf ResNet-50's background class)")
     parser.add_argument("--audit-config", help="LoadGen audit.config for compliance tests (default: none)")
     args = parser.parse_args(argv)
 

@@ -2,26 +2,10 @@
 
 import os
 import sys
-
-
-def _pin_threads() -> None:
-    """Pin BLAS/OpenMP threads from --threads before numpy/onnxruntime load (2 shared cores)."""
-    n = "1"
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            n = sys.argv[i + 1]
-        elif arg.startswith("--threads="):
-            n = arg.split("=", 1)[1]
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = n
-
-
-_pin_threads()
-
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
+import argparse
+import hashlib
+import json
+import platform
 
 # ISA extensions that decide which kernels onnxruntime picks (x86 `flags`, Arm `Features` in /proc/cpuinfo).
 # A model optimized at level "all" may hold kernels/layouts (e.g. NCHWc) valid only where these match.

@@ -11,28 +11,12 @@ Python package nor a trtexec binary is available.
 
 import os
 import sys
-
-
-def _pin_threads() -> None:
-    """Pin BLAS/OpenMP threads from --threads before numpy loads (2 shared cores)."""
-    n = "1"
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            n = sys.argv[i + 1]
-        elif arg.startswith("--threads="):
-            n = arg.split("=", 1)[1]
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = n
-
-
-_pin_threads()
-
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import subprocess
 
 EXIT_BUILD_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -283,7 +267,6 @@ def main(argv=None) -> int:
     parser.add_argument("--trtexec", help="trtexec binary (default: trtexec on PATH) when `tensorrt` won't import")
     parser.add_argument("--input-name", help="network input (default: the model's only input)")
     parser.add_argument("--input-dims", help="non-batch input dims like 1x8x8 (default: from the model)")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads (default 1)")
     args = parser.parse_args(argv)
 
     try:

@@ -1,0 +1,121 @@
+"""loadgen_harness.py under the real MLPerf LoadGen: each scenario VALID with auto-calibration, accuracy, errors."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
+
+REPO = Path(__file__).resolve().parents[2]
+DIGITS = REPO / "targets" / "digits"
+SUPPORT = REPO / "mlbuild" / "rules" / "support"
+HARNESS = SUPPORT / "loadgen_harness.py"
+# Short runs: enough for LoadGen's early-stopping minimums (64 SingleStream / 662 MultiStream queries).
+SHORT = ["--min-duration-ms", 300, "--min-query-count", 64, "--calibration-seconds", 0.2, "--raw-seconds", 0.2]
+
+
+def run_script(path: Path, *args, expect: int = 0, timeout: float = 180) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(path), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == expect, (f"{path.name} exited {proc.returncode}, expected {expect}\n"
+                                       f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def summary_field(out_dir: Path, key: str) -> str:
+    text = (out_dir / "mlperf_log_summary.txt").read_text()
+    match = re.search(rf"^{re.escape(key)}\s*:\s*(.+?)\s*$", text, re.MULTILINE)
+    assert match, f"no {key!r} in the summary:\n{text}"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """The digits val split and an onnxruntime-optimized MLP engine."""
+    d = tmp_path_factory.mktemp("harness")
+    run_script(DIGITS / "dataset.py", "--out", d / "data.npz")
+    run_script(DIGITS / "preprocess.py", "--data", d / "data.npz", "--out-train", d / "train.npz",
+               "--out-val", d / "val.npz", "--out-calib", d / "calib.npz")
+    run_script(DIGITS / "train_sklearn.py", "--train", d / "train.npz", "--out", d / "mlp.onnx")
+    run_script(SUPPORT / "ort_optimize.py", "--model", d / "mlp.onnx", "--out", d / "engine.onnx",
+               "--sidecar", d / "engine.json")
+    return {"val": d / "val.npz", "engine": d / "engine.onnx", "dir": d}
+
+
+def harness(digits, tmp_path, scenario, *extra, mode="performance", expect=0, engine=None, dataset=None):
+    out_dir, result = tmp_path / "logs", tmp_path / "result" / "result.json"
+    proc = run_script(HARNESS, "--engine", engine or digits["engine"], "--dataset", dataset or digits["val"],
+                      "--scenario", scenario, "--mode", mode, "--out-dir", out_dir, "--result", result,
+                      "--batch-size", 32, "--threads", 1, *SHORT, *extra, expect=expect)
+    return proc, out_dir, (json.loads(result.read_text()) if expect == 0 else None)
+
+
+@pytest.mark.parametrize("scenario", ["Offline", "SingleStream", "MultiStream", "Server"])
+def test_performance_run_is_valid_with_auto_calibration(digits, tmp_path, scenario):
+    _, out_dir, result = harness(digits, tmp_path, scenario)
+    assert summary_field(out_dir, "Scenario") == scenario
+    assert summary_field(out_dir, "Result is") == "VALID"
+    assert (out_dir / "mlperf_log_detail.txt").is_file() and (out_dir / "mlperf_log_accuracy.json").is_file()
+    assert result["scenario"] == scenario and result["mode"] == "performance"
+    assert result["loadgen_version"] and result["engine"]["backend"] == "onnxruntime"
+    calibration = result["calibration"]
+    assert calibration["source"] == "measured"
+    settings = calibration["settings"]
+    if scenario == "Offline":
+        # Expected QPS above the measured rate, so the single query outlasts min_duration.
+        assert settings["offline_expected_qps"] > calibration["offline_samples_per_second"]
+        assert result["raw_samples_per_second"] > 0
+        assert float(summary_field(out_dir, "Samples per second")) > 0
+    elif scenario == "SingleStream":
+        assert settings["single_stream_expected_latency_ns"] < calibration["single_sample_latency_ns"]
+    elif scenario == "MultiStream":
+        assert settings["multi_stream_samples_per_query"] == 8
+        assert settings["multi_stream_expected_latency_ns"] < calibration["query_latency_ns"]
+        assert summary_field(out_dir, "samples_per_query") == "8"
+    else:
+        assert 0 < settings["server_target_qps"] < calibration["offline_samples_per_second"]
+        assert float(summary_field(out_dir, "Completed samples per second")) > 0
+    if scenario != "Offline":
+        assert "raw_samples_per_second" not in result
+
+
+@pytest.mark.parametrize("scenario", ["Offline", "Server"])
+def test_accuracy_mode_scores_every_sample(digits, tmp_path, scenario):
+    _, out_dir, result = harness(digits, tmp_path, scenario, mode="accuracy")
+    assert result["samples"] == 360
+    assert result["accuracy"] >= 0.93
+    entries = json.loads((out_dir / "mlperf_log_accuracy.json").read_text())
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(360))
+
+
+def test_invalid_run_still_exits_0(digits, tmp_path):
+    """A given Offline QPS far below the real rate ends the run early: INVALID, judged by mlbuild, not here."""
+    _, out_dir, result = harness(digits, tmp_path, "Offline", "--target-qps", 1000)
+    assert summary_field(out_dir, "Result is") == "INVALID"
+    assert result["calibration"]["source"] == "given"
+    assert result["calibration"]["settings"]["offline_expected_qps"] == 1000
+
+
+def test_engine_failing_mid_run_exits_1(digits, tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((40, 1, 4, 4), np.float32), y=np.zeros(40, np.int64))  # wrong input shape
+    proc, _, _ = harness(digits, tmp_path, "Offline", "--target-qps", 1000, dataset=bad, expect=1)
+    assert "engine failed during the run" in proc.stderr
+
+
+def test_bad_inputs_exit_2_with_a_message(digits, tmp_path):
+    raw = tmp_path / "raw.npz"
+    np.savez(raw, images=np.zeros((4, 8, 8), np.float32), labels=np.zeros(4, np.int64))
+    proc, _, _ = harness(digits, tmp_path, "Offline", dataset=raw, expect=2)
+    assert "lacks key(s) ['x', 'y']" in proc.stderr
+    proc, _, _ = harness(digits, tmp_path, "Offline", engine=tmp_path / "missing.onnx", expect=2)
+    assert "engine not found" in proc.stderr
+    fake_plan = tmp_path / "engine.plan"
+    fake_plan.write_text(json.dumps({"test_double": True, "precision": "int8"}))
+    proc, _, _ = harness(digits, tmp_path, "Offline", engine=fake_plan, expect=2)
+    assert "TEST DOUBLE" in proc.stderr
