@@ -13,6 +13,7 @@ from ..execution.builder import TEST_FAILED, Builder
 from ..junit import write_junit
 from ..profile import TraceRecorder
 from ..progress import make_progress, summary_line
+from .completion import complete_labels
 from .main import cli
 from .options import build_options, make_remote, to_build_options
 from .session import Session
@@ -66,7 +67,7 @@ def _without_tests(graph, requested):
 
 
 @cli.command()
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1, required=True, shell_complete=complete_labels)
 @build_options
 @click.pass_context
 def build(ctx, targets, **kwargs):
@@ -78,7 +79,7 @@ def build(ctx, targets, **kwargs):
 
 
 @cli.command()
-@click.argument("target")
+@click.argument("target", shell_complete=complete_labels)
 @build_options
 @click.pass_context
 def run(ctx, target, **kwargs):
@@ -98,7 +99,7 @@ def run(ctx, target, **kwargs):
 
 
 @cli.command()
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1, required=True, shell_complete=complete_labels)
 @build_options
 @click.option("--no-cache-test-results", is_flag=True, help="Run tests even when a cached pass exists.")
 @click.option("--results-json", metavar="FILE", help="Write the test results as JSON.")

@@ -11,13 +11,14 @@ import click
 
 from ..errors import NothingToDoError
 from ..execution.builder import BuildOptions, load_key_components
+from .completion import complete_labels
 from .main import cli
 from .options import config_option
 from .session import Session
 
 
 @cli.command()
-@click.argument("target")
+@click.argument("target", shell_complete=complete_labels)
 @config_option
 @click.pass_context
 def explain(ctx, target, configs):

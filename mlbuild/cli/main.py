@@ -33,7 +33,7 @@ def cli(ctx, workspace, cache_dir, verbose):
 
 
 def main(argv=None) -> None:
-    from . import affected, build, cache, explain, info, query  # noqa: F401  (register subcommands)
+    from . import affected, build, cache, completion, explain, info, query  # noqa: F401  (register subcommands)
 
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:

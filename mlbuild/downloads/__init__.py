@@ -1,24 +1,21 @@
-"""Fetching checksum-pinned files over HTTP (with distdirs, mirrors, resume) and extracting archives safely."""
+"""Fetching checksum-pinned files over HTTP (with distdirs, mirrors, resume) and extracting archives safely.
 
-from mlbuild.downloads.checksum import MD5_WARNING, Checksum
-from mlbuild.downloads.extract import safe_extract
-from mlbuild.downloads.http import (
-    DownloadProgress,
-    NullProgress,
-    RichDownloadProgress,
-    default_progress,
-    fetch,
-    load_rewrites,
-)
+The names below are imported on first use (PEP 562): `requests` and `rich` cost ~0.1 s to
+import, and every mlbuild command that downloads nothing should not pay for them.
+"""
 
-__all__ = [
-    "MD5_WARNING",
-    "Checksum",
-    "DownloadProgress",
-    "NullProgress",
-    "RichDownloadProgress",
-    "default_progress",
-    "fetch",
-    "load_rewrites",
-    "safe_extract",
-]
+import importlib
+
+_HOMES = {
+    "MD5_WARNING": "checksum", "Checksum": "checksum", "safe_extract": "extract",
+    "DownloadProgress": "http", "NullProgress": "http", "RichDownloadProgress": "http",
+    "default_progress": "http", "fetch": "http", "load_rewrites": "http",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -1,0 +1,412 @@
+"""mlbuild vs ninja on a generated graph of N trivial actions (full, no-op and incremental builds).
+
+Generates, from one deterministic description:
+  * an mlbuild workspace: `BUILD.yaml` + `targets/pNNN/BUILD.yaml`, N `command` targets spread
+    round-robin over P packages and split into L layers. A layer-0 target reads one source file
+    (`cat {{src:in_x.txt}} > {{out}}`); a target of layer k>0 reads the outputs of two targets of
+    layer k-1 chosen pseudo-randomly (`cat {{dep:A}} {{dep:B}} > {{out}}`);
+  * the equivalent `build.ninja` in a sibling directory holding the same source files: the same
+    expanded commands reading and writing the same relative paths (`out/<pkg>/<name>/out.txt`).
+    By default ninja runs each command under `/bin/bash -c` as mlbuild does (`--ninja-shell sh`
+    lets ninja's own `/bin/sh -c` run it instead).
+
+Then measures, in this one run, each as the wall time of the whole process (start-up included):
+  full         a full build at -j JOBS, fresh mlbuild cache dir, no prior ninja log;
+  no-op        the same build again, --noop-runs times (median and best reported);
+  touch        one layer-0 source's mtime bumped (content unchanged): actions re-run and time;
+  edit         one line appended to that source: actions re-run and time.
+It prints a table with seconds and mlbuild/ninja ratios, and the goals: mlbuild no-op < 0.5 s,
+full build <= 1.5x ninja.
+
+    python benchmarks/generated_graph.py                      # 10,000 targets, 100 packages, -j2
+    python benchmarks/generated_graph.py --targets 2000 --keep
+    python benchmarks/generated_graph.py --generate-only --out /tmp/graph   # then profile by hand
+
+Generated directories live in a fresh temp dir (deleted afterwards unless --keep), or in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NOOP_GOAL_S = 0.5
+FULL_GOAL_RATIO = 1.5
+_SUMMARY_RE = re.compile(
+    r"Build (?P<verdict>\w+): (?P<targets>\d+) targets, (?P<executed>\d+) executed, (?P<cached>\d+) cached"
+    r".*? in (?P<inner>[0-9.]+)s"
+)
+
+
+# -- the graph --------------------------------------------------------------------------------
+@dataclass
+class Target:
+    package: str
+    name: str
+    layer: int
+    deps: list = field(default_factory=list)  # Target
+    source: str | None = None  # file name in the package dir (layer 0)
+
+    @property
+    def label(self) -> str:
+        return f"//{self.package}:{self.name}"
+
+    @property
+    def out(self) -> str:
+        return f"out/{self.package}/{self.name}/out.txt"
+
+    @property
+    def source_path(self) -> str:
+        return f"targets/{self.package}/{self.source}"
+
+    def command(self) -> str:
+        """The command as mlbuild expands it (paths relative to the sandbox root)."""
+        inputs = [self.source_path] if self.source else [d.out for d in self.deps]
+        return f"cat {' '.join(inputs)} > {self.out}"
+
+
+def make_graph(targets: int, packages: int, layers: int, seed: int) -> list[list[Target]]:
+    rng = random.Random(seed)
+    layers = max(1, min(layers, targets))
+    sizes = [targets // layers + (1 if k < targets % layers else 0) for k in range(layers)]
+    graph: list[list[Target]] = []
+    index = 0
+    for k, size in enumerate(sizes):
+        layer = []
+        for i in range(size):
+            t = Target(f"p{index % packages:03d}", f"l{k}_{i:05d}", k)
+            if k == 0:
+                t.source = f"in_{i:05d}.txt"
+            else:
+                below = graph[k - 1]
+                t.deps = rng.sample(below, min(2, len(below)))
+            layer.append(t)
+            index += 1
+        graph.append(layer)
+    return graph
+
+
+def cones(graph: list[list[Target]]) -> list[int]:
+    """For each layer-0 target, how many targets (itself included) depend on it transitively."""
+    index = {id(t): i for i, t in enumerate(t for layer in graph for t in layer)}
+    below: dict[int, int] = {}  # id -> bitmask of the target and everything depending on it
+    for layer in reversed(graph):
+        for t in layer:
+            below[id(t)] = below.get(id(t), 0) | (1 << index[id(t)])
+            for d in t.deps:
+                below[id(d)] = below.get(id(d), 0) | below[id(t)]
+    return [below[id(t)].bit_count() for t in graph[0]]
+
+
+def pick_changed(graph: list[list[Target]], how: str) -> tuple[Target, int]:
+    """The layer-0 target whose source the incremental scenarios change, and its cone size."""
+    sizes = cones(graph)
+    order = sorted(range(len(sizes)), key=lambda i: (sizes[i], i))
+    i = {"first": 0, "median": order[len(order) // 2], "max": order[-1]}[how]
+    return graph[0][i], sizes[i]
+
+
+def write_sources(root: Path, graph: list[list[Target]]) -> None:
+    for t in graph[0]:
+        path = root / t.source_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"source of {t.label}\n")
+
+
+def write_mlbuild_workspace(root: Path, graph: list[list[Target]]) -> None:
+    root.mkdir(parents=True)
+    (root / "BUILD.yaml").write_text("workspace:\n  name: generated_graph\n")
+    write_sources(root, graph)
+    by_package: dict[str, list[str]] = {}
+    q = json.dumps  # JSON strings and lists are valid YAML
+    for layer in graph:
+        for t in layer:
+            if t.source:
+                body = [f"  srcs: {q([t.source])}", f"  cmd: {q(f'cat {{{{src:{t.source}}}}} > {{{{out}}}}')}"]
+            else:
+                deps = [f":{d.name}" if d.package == t.package else d.label for d in t.deps]
+                placeholders = " ".join(f"{{{{dep:{d}}}}}" for d in deps)
+                body = [f"  deps: {q(deps)}", f"  cmd: {q(f'cat {placeholders} > {{{{out}}}}')}"]
+            entry = "\n".join([f"{t.name}:", "  rule: command", *body, '  outs: ["out.txt"]'])
+            by_package.setdefault(t.package, []).append(entry)
+    for package, entries in by_package.items():
+        (root / "targets" / package / "BUILD.yaml").write_text("\n".join(entries) + "\n")
+
+
+def write_ninja_workspace(root: Path, graph: list[list[Target]], shell: str) -> None:
+    root.mkdir(parents=True)
+    write_sources(root, graph)
+    command = "/bin/bash -c '$script'" if shell == "bash" else "$script"
+    lines = ["ninja_required_version = 1.5", "", "rule cmd", f"  command = {command}", "  description = $out", ""]
+    for layer in graph:
+        for t in layer:
+            inputs = [t.source_path] if t.source else [d.out for d in t.deps]
+            lines.append(f"build {t.out}: cmd {' '.join(inputs)}")
+            lines.append(f"  script = {t.command()}")
+    (root / "build.ninja").write_text("\n".join(lines) + "\n")
+
+
+# -- running ----------------------------------------------------------------------------------
+@dataclass
+class Run:
+    seconds: float
+    executed: int | None  # actions that ran
+    inner_s: float | None = None  # mlbuild's own "in X s" (build phase only)
+    ok: bool = True
+    note: str = ""
+
+
+class Harness:
+    def __init__(self, args, base: Path):
+        self.args = args
+        self.base = base
+        self.ws = base / "mlbuild-ws"
+        self.nws = base / "ninja-ws"
+        self.cache = base / "cache"
+        self.logs = base / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MLBUILD_")}
+        if self.env.pop("PYTHONDONTWRITEBYTECODE", None) and not args.no_bytecode_cache:
+            # Measure mlbuild as normally installed, its bytecode cached: kept apart from the repo.
+            self.env["PYTHONPYCACHEPREFIX"] = str(base / "pycache")
+        elif args.no_bytecode_cache:
+            self.env["PYTHONDONTWRITEBYTECODE"] = "1"
+        self.counter = 0
+
+    def _run(self, argv, cwd: Path, tag: str) -> tuple[float, int, str]:
+        self.counter += 1
+        log = self.logs / f"{self.counter:02d}-{tag}.log"
+        with open(log, "wb") as out:
+            start = time.perf_counter()
+            try:
+                done = subprocess.run(argv, check=False, cwd=cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, timeout=self.args.timeout)
+                code = done.returncode
+            except subprocess.TimeoutExpired:
+                code = -9
+            seconds = time.perf_counter() - start
+        return seconds, code, log.read_text(errors="replace")
+
+    def mlbuild(self, tag: str) -> Run:
+        argv = [*self.args.mlbuild, "--cache-dir", str(self.cache), "build", "//...", "-j", str(self.args.jobs)]
+        seconds, code, text = self._run(argv, self.ws, f"mlbuild-{tag}")
+        match = None
+        for match in _SUMMARY_RE.finditer(text):
+            pass
+        if code != 0 or match is None:
+            tail = " | ".join(text.strip().splitlines()[-3:])
+            return Run(seconds, None, ok=False, note=f"exit {code}: {tail[:300]}")
+        return Run(seconds, int(match["executed"]), float(match["inner"]), ok=match["verdict"] == "OK")
+
+    def ninja(self, tag: str) -> Run:
+        argv = [self.args.ninja, "-j", str(self.args.jobs)]
+        seconds, code, text = self._run(argv, self.nws, f"ninja-{tag}")
+        executed = sum(1 for line in text.splitlines() if re.match(r"^\[\d+/\d+\] ", line))
+        if code != 0:
+            return Run(seconds, executed, ok=False, note=f"exit {code}: {text.strip().splitlines()[-1:]}")
+        return Run(seconds, executed)
+
+
+_NOTABLE_MOUNT_OPTIONS = ("discard", "sync", "dirsync", "data=journal", "nobarrier")
+
+
+def mount_info(path: Path) -> str:
+    """Filesystem type and notable mount options of `path` (from /proc/mounts), e.g. 'ext4 (discard)'."""
+    best, info = "", "?"
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return info
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        mount = parts[1]
+        inside = str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            notable = [o for o in parts[3].split(",") if o in _NOTABLE_MOUNT_OPTIONS]
+            best, info = mount, parts[2] + (" (" + ",".join(notable) + ")" if notable else "")
+    return info
+
+
+def _fmt_s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if not a or not b else f"{a / b:.2f}x"
+
+
+def main() -> int:
+    default_mlbuild = Path(sys.executable).with_name("mlbuild")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", type=int, default=10_000)
+    parser.add_argument("--packages", type=int, default=100)
+    parser.add_argument("--layers", type=int, default=10)
+    parser.add_argument("--jobs", "-j", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--noop-runs", type=int, default=5, help="no-op repetitions per system (median reported)")
+    parser.add_argument("--out", metavar="DIR", help="generate here (kept) instead of a temp dir")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (workspaces, cache, logs)")
+    parser.add_argument("--generate-only", action="store_true", help="write the workspaces and stop")
+    parser.add_argument("--skip", choices=["mlbuild", "ninja"], action="append", default=[],
+                        help="do not run this system (repeatable)")
+    parser.add_argument("--changed", choices=["max", "median", "first"], default="max",
+                        help="which layer-0 source touch/edit change: the one with the most targets "
+                        "downstream (default), the median one, or the first")
+    parser.add_argument("--ninja-shell", choices=["bash", "sh"], default="bash",
+                        help="bash: ninja runs `/bin/bash -c CMD` like mlbuild (default); sh: ninja's /bin/sh -c")
+    parser.add_argument("--mlbuild", default=str(default_mlbuild) if default_mlbuild.exists() else "mlbuild",
+                        help="mlbuild executable (default: the console script beside this Python, "
+                        "bypassing any pyenv shim)")
+    parser.add_argument("--ninja", default=shutil.which("ninja") or "ninja")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per build command")
+    parser.add_argument("--no-bytecode-cache", action="store_true",
+                        help="run mlbuild with PYTHONDONTWRITEBYTECODE=1 (by default a set PYTHONDONTWRITEBYTECODE is "
+                        "dropped and bytecode goes to <dir>/pycache, as a normal install would have it)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args()
+    args.mlbuild = args.mlbuild.split()
+
+    if args.out:
+        base = Path(args.out).resolve()
+        if base.exists() and any(base.iterdir()):
+            parser.error(f"--out {base} exists and is not empty")
+        base.mkdir(parents=True, exist_ok=True)
+    else:
+        base = Path(tempfile.mkdtemp(prefix="mlbuild-graph-bench-"))
+
+    graph = make_graph(args.targets, args.packages, args.layers, args.seed)
+    total = sum(len(layer) for layer in graph)
+    t0 = time.perf_counter()
+    write_mlbuild_workspace(base / "mlbuild-ws", graph)
+    write_ninja_workspace(base / "ninja-ws", graph, args.ninja_shell)
+    victim, affected = pick_changed(graph, args.changed)
+    print(f"generated {total} targets in {min(args.packages, total)} packages, {len(graph)} layers "
+          f"under {base} ({time.perf_counter() - t0:.1f}s)", flush=True)
+    print(f"changed source: {victim.source_path} ({affected} targets depend on it, itself included)", flush=True)
+    if args.generate_only:
+        print(f"mlbuild: cd {base / 'mlbuild-ws'} && mlbuild --cache-dir {base / 'cache'} build //... -j {args.jobs}")
+        print(f"ninja:   cd {base / 'ninja-ws'} && ninja -j {args.jobs}")
+        return 0
+
+    h = Harness(args, base)
+    systems = [s for s in ("mlbuild", "ninja") if s not in args.skip]
+    runners = {"mlbuild": h.mlbuild, "ninja": h.ninja}
+    results: dict[str, dict[str, object]] = {s: {} for s in systems}
+    fs = mount_info(base)
+    ninja_version = subprocess.run([args.ninja, "--version"], check=False, capture_output=True,
+                                   text=True).stdout.strip()
+    print(f"host: {os.cpu_count()} cpus, filesystem {fs}, python {sys.version.split()[0]}, ninja {ninja_version}, "
+          f"-j{args.jobs}", flush=True)
+
+    def step(name: str, system: str, run: Run) -> Run:
+        extra = f", mlbuild build phase {run.inner_s:.3f}s" if run.inner_s is not None else ""
+        status = "" if run.ok else f"  FAILED {run.note}"
+        print(f"  {name:<6} {system:<8} {run.seconds:8.3f}s  executed={run.executed}{extra}{status}", flush=True)
+        return run
+
+    subprocess.run([*args.mlbuild, "--version"], check=False, env=h.env, capture_output=True)  # compile bytecode once
+    print("full builds", flush=True)
+    for s in systems:
+        results[s]["full"] = step("full", s, runners[s]("full"))
+
+    print(f"no-op builds ({args.noop_runs} each)", flush=True)
+    for s in systems:
+        runs = [step("no-op", s, runners[s](f"noop{i}")) for i in range(args.noop_runs)]
+        results[s]["noop"] = runs
+
+    print("touch (mtime only) of one layer-0 source", flush=True)
+    stamp = time.time() + 1
+    for s in systems:
+        root = h.ws if s == "mlbuild" else h.nws
+        os.utime(root / victim.source_path, (stamp, stamp))
+        results[s]["touch"] = step("touch", s, runners[s]("touch"))
+
+    print("edit (content change) of the same source", flush=True)
+    for s in systems:
+        root = h.ws if s == "mlbuild" else h.nws
+        with open(root / victim.source_path, "a") as f:
+            f.write("edited\n")
+        results[s]["edit"] = step("edit", s, runners[s]("edit"))
+
+    # -- report ------------------------------------------------------------------------------
+    def seconds(system: str, what: str) -> float | None:
+        value = results.get(system, {}).get(what)
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return statistics.median(r.seconds for r in value)
+        return value.seconds
+
+    def executed(system: str, what: str):
+        value = results.get(system, {}).get(what)
+        if value is None:
+            return "-"
+        runs = value if isinstance(value, list) else [value]
+        counts = sorted({r.executed for r in runs}, key=lambda c: (c is None, c))
+        return "/".join("?" if c is None else str(c) for c in counts)
+
+    rows = [("full build", "full"), (f"no-op (median of {args.noop_runs})", "noop"),
+            ("touch 1 source (mtime)", "touch"), ("edit 1 source (content)", "edit")]
+    print()
+    print(f"{total} targets, {len(graph)} layers, {min(args.packages, total)} packages, -j{args.jobs}; "
+          f"{affected} targets downstream of the changed source")
+    header = f"{'scenario':<26} {'mlbuild s':>10} {'ninja s':>10} {'ratio':>8} {'ml ran':>7} {'nj ran':>7}"
+    print(header)
+    print("-" * len(header))
+    for title, what in rows:
+        m, n = seconds("mlbuild", what), seconds("ninja", what)
+        print(f"{title:<26} {_fmt_s(m):>10} {_fmt_s(n):>10} {_ratio(m, n):>8} "
+              f"{executed('mlbuild', what):>7} {executed('ninja', what):>7}")
+    if "mlbuild" in results:
+        noop_runs = results["mlbuild"]["noop"]
+        best = min(r.seconds for r in noop_runs)
+        inner = statistics.median(r.inner_s for r in noop_runs if r.inner_s is not None) if all(
+            r.inner_s is not None for r in noop_runs) else None
+        print(f"mlbuild no-op: best {best:.3f}s, build phase (scheduler+up-to-date checks) median "
+              f"{_fmt_s(inner)}s; full build phase {_fmt_s(results['mlbuild']['full'].inner_s)}s")
+    m_noop, m_full, n_full = seconds("mlbuild", "noop"), seconds("mlbuild", "full"), seconds("ninja", "full")
+    verdicts = []
+    if m_noop is not None:
+        verdicts.append(f"no-op {m_noop:.3f}s vs goal < {NOOP_GOAL_S}s: {'MET' if m_noop < NOOP_GOAL_S else 'NOT MET'}")
+    if m_full and n_full:
+        ratio = m_full / n_full
+        verdicts.append(f"full {ratio:.2f}x ninja vs goal <= {FULL_GOAL_RATIO}x: "
+                        f"{'MET' if ratio <= FULL_GOAL_RATIO else 'NOT MET'}")
+    for v in verdicts:
+        print("goal: " + v)
+    failed = [f"{s} {w}" for s, r in results.items() for w, v in r.items()
+              for run in (v if isinstance(v, list) else [v]) if not run.ok]
+    if failed:
+        print("FAILED runs: " + ", ".join(failed) + f" (logs in {h.logs})")
+
+    if args.json:
+        payload = {
+            "targets": total, "packages": min(args.packages, total), "layers": len(graph), "jobs": args.jobs,
+            "downstream_of_changed_source": affected, "filesystem": fs,
+            "results": {s: {w: ([r.__dict__ for r in v] if isinstance(v, list) else v.__dict__)
+                            for w, v in r.items()} for s, r in results.items()},
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+    if args.out or args.keep:
+        print(f"kept {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
