@@ -56,8 +56,11 @@ class Analyzer:
                 if group not in self.workspace.configs.groups:
                     raise BuildFileError(f"unknown config group '{group}'", decl.attrs.where("configs"),
                                          did_you_mean(group, self.workspace.configs.groups))
-            resolved = resolve_selects(decl.attrs, self.workspace.configs, self.configuration, groups_read)
-            groups_read.update(_CONFIG_PLACEHOLDER.findall(repr(resolved)))
+            resolved = decl.attrs
+            if "select" in decl.attrs.marks:
+                resolved = resolve_selects(decl.attrs, self.workspace.configs, self.configuration, groups_read)
+            if "config" in decl.attrs.marks:
+                groups_read.update(_CONFIG_PLACEHOLDER.findall(repr(resolved)))
             attrs = rule.validate(resolved, decl.location)
             deps = {}
             for text in attrs["deps"]:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from ..errors import EXIT_BUILD_FAILED, NothingToDoError, UserError
-from ..execution.builder import TEST_FAILED, Builder
+from ..execution import noop
+from ..execution.builder import TEST_FAILED, point_convenience_link
 from ..junit import write_junit
+from ..loading.workspace import find_workspace_root
 from ..profile import TraceRecorder
 from ..progress import make_progress, summary_line
+from ..storage.local import default_cache_dir
 from .completion import complete_labels
 from .main import cli
 from .options import build_options, make_remote, to_build_options
@@ -72,10 +76,26 @@ def _without_tests(graph, requested):
 @click.pass_context
 def build(ctx, targets, **kwargs):
     """Build TARGETS (labels or patterns like //pkg/... and //...)."""
+    start = time.monotonic()
+    root = find_workspace_root(Path(ctx.obj.workspace or ".").resolve())
+    request = ["build", sorted(targets), list(kwargs["configs"]), str(ctx.obj.cache_dir or default_cache_dir())]
+    recorded = noop.check(root, request)
+    if recorded is not None:
+        targets_count, output_root = recorded
+        point_convenience_link(root, root / output_root)
+        click.echo(f"Build OK: {targets_count} targets, 0 executed, {targets_count} cached "
+                   f"({targets_count} up to date, 0 local hits), 0 remote hits in {time.monotonic() - start:.2f}s",
+                   err=True)
+        return
     session, labels, graph = _start(ctx, targets, kwargs)
-    _, summary = _run_build(session, _without_tests(graph, labels), kwargs)
+    graph = _without_tests(graph, labels)
+    builder, summary = _run_build(session, graph, kwargs)
     if not summary.ok:
         sys.exit(EXIT_BUILD_FAILED)
+    outputs = [stat[0] for label, target in graph.items() if target.action is not None
+               for stat in builder.state.get(str(label)).stats]
+    noop.record(root, request, session.workspace, graph, session.toolchains.evidence(), outputs,
+                builder.output_root.relative_to(root))
 
 
 @cli.command()

@@ -8,6 +8,7 @@ Exit codes (also in `mlbuild --help`):
 
 from __future__ import annotations
 
+import gc
 import sys
 import traceback
 
@@ -33,6 +34,19 @@ def cli(ctx, workspace, cache_dir, verbose):
 
 
 def main(argv=None) -> None:
+    # A command is a short-lived process that builds large acyclic structures (parsed BUILD
+    # files, the target graph, build state); the cyclic collector only rescans them, which
+    # measured ~1 s of a 10,000-target no-op build. (Re-enabled on return, for in-process use.)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _run(argv)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _run(argv) -> None:
     from . import affected, build, cache, completion, explain, info, query  # noqa: F401  (register subcommands)
 
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])

@@ -19,7 +19,7 @@ import shutil
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,7 +131,7 @@ class Builder:
             finally:
                 self.state.save()
                 self.cache.stat_cache.save()
-        self._update_convenience_link()
+        point_convenience_link(self.workspace.root, self.output_root)
         return BuildSummary(outcomes, time.monotonic() - start)
 
     @contextmanager
@@ -201,18 +201,17 @@ class Builder:
         key, _ = self.key_of(label)
         previous = self.state.get(str(label))
         if previous is not None and previous.key == key and intact(previous):
-            self._readopt_collected_blobs(label, previous.result)
             self.results[str(label)] = previous.result
             return Outcome(UP_TO_DATE, previous.result)
         return None
 
-    def _readopt_collected_blobs(self, label, result: ActionResult) -> None:
-        """`cache gc` may have dropped the blobs of an up-to-date target whose output tree is
-        intact (same stat as when it was written): link them back, since dependents stage
-        their inputs from the CAS."""
+    def _readopt_collected_blobs(self, dep: str) -> None:
+        """`cache gc` may have dropped the blobs of an up-to-date dependency whose output tree
+        is intact (same stat as when it was written): link them back before staging from the CAS."""
         cas = self.cache.cas
-        directory = self.output_root / label.package / label.name
-        for output in result.outputs:
+        package, _, name = dep[2:].partition(":")
+        directory = self.output_root / package / name
+        for output in self.results[dep].outputs:
             if not cas.contains(output.digest, output.executable):
                 cas.put_file(directory / output.path, output.executable, digest=output.digest, take=True)
 
@@ -222,7 +221,7 @@ class Builder:
         key, inputs = self.key_of(label)
         use_cache = action.cacheable and label not in self.force
         status, result = None, None
-        with self.cache.action_lock(key) if use_cache else _nothing():
+        with self.cache.action_lock(key) if use_cache else nullcontext():
             if use_cache:
                 result = self.cache.actions.lookup(key)
                 status = LOCAL_HIT if result else None
@@ -246,11 +245,11 @@ class Builder:
 
     # -- pieces ----------------------------------------------------------------------------
     def _inputs(self, action: Action) -> list[Input]:
-        root = self.workspace.root
+        root = str(self.workspace.root)
         stat_cache = self.cache.stat_cache
         inputs = []
         for sandbox_path, relative in action.sources:
-            path = root / relative
+            path = os.path.join(root, relative)
             try:
                 st = os.stat(path)
             except FileNotFoundError:
@@ -265,6 +264,8 @@ class Builder:
 
     def _execute(self, action: Action, key: str, inputs: list[Input], is_test: bool) -> ActionResult:
         self._record_key_components(key, action, inputs)
+        for dep in action.deps:
+            self._readopt_collected_blobs(dep)
         sandbox = Sandbox(self.sandbox_base, action)
         try:
             sandbox.stage(self.workspace.root, {d: self.results[d] for d in action.deps}, self.cache.cas)
@@ -329,23 +330,18 @@ class Builder:
         previous = self.state.get(str(label))
         return previous.result.duration_s + 0.01 if previous else 1.0
 
-    def _update_convenience_link(self) -> None:
-        link = self.workspace.root / CONVENIENCE_LINK
-        target = os.path.relpath(self.output_root, self.workspace.root)
-        if link.is_symlink() and os.readlink(link) == target:
-            return
-        tmp = link.with_name(f".{CONVENIENCE_LINK}.{os.getpid()}")
-        tmp.unlink(missing_ok=True)
-        os.symlink(target, tmp)
-        os.replace(tmp, link)
 
 
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+def point_convenience_link(workspace_root: Path, output_root: Path) -> None:
+    """Make mlbuild-bin point at the output tree of the configuration built last."""
+    link = workspace_root / CONVENIENCE_LINK
+    target = os.path.relpath(output_root, workspace_root)
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    tmp = link.with_name(f".{CONVENIENCE_LINK}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
 
 
 def load_key_components(cache_root: Path, key: str) -> dict | None:

@@ -72,7 +72,14 @@ class Scheduler:
         abort: Callable[[], None] = lambda: None,
         on_event: Callable[[str, Hashable, Outcome | None], None] = lambda *_: None,
     ) -> dict[Hashable, Outcome]:
-        priority = _critical_path(nodes)
+        priorities: dict = {}
+
+        def priority(name) -> float:
+            """Computed on first need: a build whose nodes are all up to date never needs it."""
+            if not priorities:
+                priorities.update(_critical_path(nodes))
+            return priorities[name]
+
         dependents: dict[Hashable, list] = {n: [] for n in nodes}
         pending = {}
         for name, node in nodes.items():
@@ -108,14 +115,14 @@ class Scheduler:
                         if inline is not None:
                             completed.append((child, inline))
                         else:
-                            heapq.heappush(ready, (-priority[child], next(counter), child))
+                            heapq.heappush(ready, (-priority(child), next(counter), child))
 
         for name in [n for n in nodes if pending[n] == 0]:
             inline = try_inline(name)
             if inline is not None:
                 finish(name, inline)
             else:
-                heapq.heappush(ready, (-priority[name], next(counter), name))
+                heapq.heappush(ready, (-priority(name), next(counter), name))
 
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mlbuild") as pool:
             try:

@@ -28,9 +28,13 @@ def resolve_selects(value, schema: ConfigSchema, configuration: Configuration, g
     if is_select(value):
         return resolve_selects(_choose(value, schema, configuration, groups_read), schema, configuration, groups_read)
     if isinstance(value, LocatedDict):
-        return value.with_items((k, resolve_selects(v, schema, configuration, groups_read)) for k, v in value.items())
+        items = [(k, resolve_selects(v, schema, configuration, groups_read)) for k, v in value.items()]
+        if all(new is value[k] for k, new in items):
+            return value  # nothing selected below: no copy
+        return value.with_items(items)
     if isinstance(value, LocatedList):
-        return value.with_items(resolve_selects(v, schema, configuration, groups_read) for v in value)
+        items = [resolve_selects(v, schema, configuration, groups_read) for v in value]
+        return value if all(new is old for new, old in zip(items, value)) else value.with_items(items)
     return value
 
 

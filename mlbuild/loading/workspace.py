@@ -13,11 +13,14 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import __version__
 from ..errors import BuildFileError, Location, did_you_mean
 from .configs import ConfigSchema
 from .labels import Label, Pattern
 from .yamlsource import LocatedDict, expect_mapping, load_yaml
 
+# Bump when what the parse cache holds (LocatedDict and friends) changes shape.
+PARSE_CACHE_FORMAT = 2
 ROOT_FILE = "BUILD.yaml"
 PACKAGES_DIR = "targets"
 TOOLCHAINS_DIR = "toolchains"
@@ -52,6 +55,7 @@ class Workspace:
         self._parse_cache_file = self.state_dir / "parse-cache.pickle"
         self._parse_cache = self._load_parse_cache()
         self._parse_cache_dirty = False
+        self.loaded_files: set[str] = set()  # every file this session read (the no-op fast path)
         self._packages: dict[str, dict[str, TargetDecl]] = {}
         root_doc = self._load(self.root / ROOT_FILE)
         for key in root_doc:
@@ -69,6 +73,7 @@ class Workspace:
         return os.path.relpath(path, self.root)
 
     def _load(self, path: Path) -> LocatedDict:
+        self.loaded_files.add(str(path))
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -87,9 +92,10 @@ class Workspace:
     def _load_parse_cache(self) -> dict:
         try:
             with open(self._parse_cache_file, "rb") as f:
-                return pickle.load(f)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError):
+                cache = pickle.load(f)
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError):
             return {}
+        return cache.get("files", {}) if cache.get("format") == (PARSE_CACHE_FORMAT, __version__) else {}
 
     def save_caches(self) -> None:
         if not self._parse_cache_dirty:
@@ -97,7 +103,8 @@ class Workspace:
         self.state_dir.mkdir(exist_ok=True)
         tmp = self._parse_cache_file.with_name(f"parse-cache.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
-            pickle.dump(self._parse_cache, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump({"format": (PARSE_CACHE_FORMAT, __version__), "files": self._parse_cache}, f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, self._parse_cache_file)
         self._parse_cache_dirty = False
 

@@ -20,9 +20,13 @@ except AttributeError:  # pragma: no cover - libyaml missing; still correct, jus
 
 
 class LocatedDict(dict):
-    """A mapping whose keys and values know their source location."""
+    """A mapping whose keys and values know their source location.
 
-    __slots__ = ("location", "key_locations")
+    `marks` says what occurs anywhere inside ("select", "config" for a {{config:...}}
+    placeholder), found once at parse time so analysis skips work for targets without them.
+    """
+
+    __slots__ = ("location", "key_locations", "marks")
 
     def where(self, key) -> Location:
         return self.key_locations.get(key, self.location)
@@ -30,20 +34,30 @@ class LocatedDict(dict):
     def with_items(self, items) -> "LocatedDict":
         """A copy holding `items` but keeping this mapping's locations."""
         copy = LocatedDict(items)
-        copy.location, copy.key_locations = self.location, self.key_locations
+        copy.location, copy.key_locations, copy.marks = self.location, self.key_locations, frozenset()
         return copy
 
 
 class LocatedList(list):
-    __slots__ = ("location", "item_locations")
+    __slots__ = ("location", "item_locations", "marks")
 
     def where(self, index: int) -> Location:
         return self.item_locations[index] if index < len(self.item_locations) else self.location
 
     def with_items(self, items) -> "LocatedList":
         copy = LocatedList(items)
-        copy.location, copy.item_locations = self.location, self.item_locations
+        copy.location, copy.item_locations, copy.marks = self.location, self.item_locations, frozenset()
         return copy
+
+
+def _marks(values) -> frozenset:
+    found = set()
+    for value in values:
+        if isinstance(value, (LocatedDict, LocatedList)):
+            found |= value.marks
+        elif isinstance(value, str) and "{{" in value and "config:" in value:
+            found.add("config")
+    return frozenset(found)
 
 
 def _location(file: str, node) -> Location:
@@ -72,11 +86,13 @@ def _convert(node, file: str, constructor):
                 explicit_keys.add(key)
             result[key] = _convert(value_node, file, constructor)
             result.key_locations[key] = _location(file, key_node)
+        result.marks = _marks(result.values()) | ({"select"} if "select" in result else set())
         return result
     if isinstance(node, yaml.SequenceNode):
         result = LocatedList(_convert(item, file, constructor) for item in node.value)
         result.location = _location(file, node)
         result.item_locations = [_location(file, item) for item in node.value]
+        result.marks = _marks(result)
         return result
     return constructor.construct_object(node)
 
@@ -102,7 +118,7 @@ def load_yaml(path: Path, display_path: str | None = None):
         raise BuildFileError(f"malformed YAML: {exc}", Location(file)) from None
     if node is None:
         empty = LocatedDict()
-        empty.location, empty.key_locations = Location(file, 1, 1), {}
+        empty.location, empty.key_locations, empty.marks = Location(file, 1, 1), {}, frozenset()
         return empty
     try:
         return _convert(node, file, yaml.SafeLoader(""))

@@ -16,12 +16,12 @@ import glob
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 from ..actions import SANDBOX_PLACEHOLDER, Action, Resources, toolchain_root_placeholder
 from ..errors import BuildFileError, Location, did_you_mean
 from ..loading.configs import Configuration
 from ..loading.labels import Label
+from ..loading.workspace import PACKAGES_DIR
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ORT_NUM_THREADS")
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -146,6 +146,8 @@ class RuleContext:
         self.schema = schema
         self.outputs: list[str] = []
         self.missing_data: str | None = None
+        self._sources: dict[str, list] = {}
+        self._toolchain_roots = tuple(sorted((n, t.root) for n, t in toolchains.items() if t.root))
 
     def where(self, attr: str) -> Location:
         return self._raw.where(attr) if attr in self._raw else self.location
@@ -158,29 +160,36 @@ class RuleContext:
     def sources(self, attr: str = "srcs") -> list[tuple[str, str]]:
         """(sandbox path, workspace-relative path) of each declared source; globs expand, and
         `//pkg:path` names a file of another package."""
+        if attr in self._sources:
+            return self._sources[attr]
         found = []
+        root = str(self.workspace.root)
         for pattern in self.attrs.get(attr) or []:
             package_dir, relative = self.source_location(pattern, attr)
-            matches = sorted(glob.glob(str(package_dir / relative), recursive=True))
-            files = [m for m in matches if os.path.isfile(m)]
+            full = os.path.join(package_dir, relative)
+            if glob.has_magic(relative):
+                files = [m for m in sorted(glob.glob(full, recursive=True)) if os.path.isfile(m)]
+            else:
+                files = [full] if os.path.isfile(full) else []
             if not files:
                 raise BuildFileError(
-                    f"source '{pattern}' of {self.label} not found in {self.workspace.relative(package_dir)}",
+                    f"source '{pattern}' of {self.label} not found in {os.path.relpath(package_dir, root)}",
                     self.where(attr),
                 )
             for path in files:
-                relative_path = self.workspace.relative(path).replace(os.sep, "/")
+                relative_path = path[len(root) + 1:].replace(os.sep, "/")
                 found.append((relative_path, relative_path))
+        self._sources[attr] = found
         return found
 
-    def source_location(self, text: str, attr: str):
+    def source_location(self, text: str, attr: str) -> tuple[str, str]:
         """(package directory, path inside it) of a source written `file` or `//pkg:file`."""
         package = self.label.package
         if text.startswith("//"):
             package, _, text = text[2:].partition(":")
             Label.parse(f"//{package}:x", location=self.where(attr))
         check_relative_path(text, f"source '{text}'", self.where(attr))
-        return self.workspace.package_dir(package), text
+        return os.path.join(self.workspace.root, PACKAGES_DIR, package), text
 
     def data_sources(self) -> list[tuple[str, str]]:
         """Every regular file under `data_dir` (a user's dataset outside the workspace), staged
@@ -253,11 +262,11 @@ class RuleContext:
         return tuple(sorted((name, t.digest) for name, t in self.toolchains.items()))
 
     def toolchain_roots(self) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted((name, t.root) for name, t in self.toolchains.items() if t.root))
+        return self._toolchain_roots
 
     def abstract(self, text: str) -> str:
         """`text` with machine-specific toolchain install dirs replaced by placeholders."""
-        for name, root in self.toolchain_roots():
+        for name, root in self._toolchain_roots:
             text = text.replace(root, toolchain_root_placeholder(name))
         return text
 
@@ -292,7 +301,7 @@ class RuleContext:
             if kind == "srcs":
                 return " ".join(sources)
             package_dir, relative = self.source_location(arg, attr)
-            wanted = self.workspace.relative(package_dir / relative).replace(os.sep, "/")
+            wanted = self.workspace.relative(os.path.join(package_dir, relative)).replace(os.sep, "/")
             if wanted not in sources:
                 raise BuildFileError(f"{{{{src:{arg}}}}}: '{arg}' is not in srcs of {self.label}", where)
             return wanted
@@ -334,8 +343,7 @@ class RuleContext:
 
 def check_relative_path(path: str, what: str, location: Location) -> None:
     """Reject absolute paths and `..`: nothing may be read or written outside the sandbox."""
-    pure = PurePosixPath(path)
-    if not path or pure.is_absolute() or ".." in pure.parts:
+    if not path or path.startswith("/") or ".." in path.split("/"):
         raise BuildFileError(
             f"{what} escapes the sandbox", location,
             "paths must be relative and must not contain '..'",

@@ -15,6 +15,8 @@ speed.
 
 from __future__ import annotations
 
+import os
+
 from .base import Attr, ConfiguredTarget, RuleContext
 from .command import CommandRule
 
@@ -39,7 +41,7 @@ class PythonRule(CommandRule):
         attrs["srcs"] = [attrs["main"], *[s for s in attrs["srcs"] if s != attrs["main"]]]
         ctx.attrs = attrs
         package_dir, relative = ctx.source_location(attrs["main"], "main")
-        main = ctx.workspace.relative(package_dir / relative)
+        main = ctx.workspace.relative(os.path.join(package_dir, relative))
         attrs["argv"] = [f"{{{{toolchain:{attrs['toolchain']}.python}}}}", main, *map(str, attrs["args"])]
         attrs["cmd"] = None
         return super().analyze(ctx)

@@ -25,6 +25,9 @@ class ResolvedToolchain:
     env: dict = field(default_factory=dict)  # set in the actions that use the toolchain
     bin_dirs: tuple[str, ...] = ()  # put first on the actions' PATH
     root: str | None = None  # a machine-specific install dir (a venv under the cache): never keyed
+    # Files whose unchanged stats prove this resolution still holds (the no-op fast path);
+    # empty for host-detected toolchains, which must be probed every time.
+    evidence: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:

@@ -51,9 +51,14 @@ def resolve_venv(name: str, decl: dict, toolchain_file: Path, venv_root: Path, l
                 _build(name, base, venv, requirements, log)
     fingerprint = json.loads((venv / _FINGERPRINT).read_text())
     python = str(venv / "bin" / "python")
+    requirements_file = decl.get("requirements")
+    evidence = [str(toolchain_file), str(venv / _FINGERPRINT), str(venv / _MARKER), shutil.which(base) or base]
+    if isinstance(requirements_file, str):
+        evidence.append(str(toolchain_file.parent / requirements_file))
     return ResolvedToolchain(
         name, "python_venv", fingerprint, paths={"python": python},
         env={"VIRTUAL_ENV": str(venv)}, bin_dirs=(str(venv / "bin"),), root=str(venv),
+        evidence=tuple(evidence),
     )
 
 

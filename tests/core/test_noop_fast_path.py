@@ -1,0 +1,81 @@
+"""The no-op fast path (execution/noop.py) must never call stale work up to date.
+
+Each test builds once (recording the manifest), then either proves the second identical
+build skips analysis entirely (a spy counts analyzer runs), or changes one thing the result
+depends on and checks the full path runs and rebuilds exactly what it must.
+"""
+
+import pytest
+
+from mlbuild.analysis.analyzer import Analyzer
+
+ROOT = "workspace: {name: t}\nconfig:\n  device: {default: cpu, values: {cpu: {}, gpu_sim: {}}}\n"
+PKG = """\
+gen: {rule: command, srcs: ["*.txt"], outs: [out.txt], cmd: "cat {{srcs}} > {{out}}"}
+up: {rule: command, deps: [":gen"], outs: [up.txt], cmd: "tr a-z A-Z < {{dep::gen}} > {{out}}"}
+"""
+
+
+@pytest.fixture
+def mlb(workspace):
+    mlb = workspace({"BUILD.yaml": ROOT, "targets/a/BUILD.yaml": PKG, "targets/a/in.txt": "hello\n"})
+    mlb.ok("build", "//a/...")
+    return mlb
+
+
+@pytest.fixture
+def analyses(monkeypatch):
+    """How many times the analyzer ran."""
+    calls = []
+    real = Analyzer.analyze
+
+    def spy(self, labels):
+        calls.append(labels)
+        return real(self, labels)
+
+    monkeypatch.setattr(Analyzer, "analyze", spy)
+    return calls
+
+
+def test_an_unchanged_build_skips_analysis(mlb, analyses):
+    result = mlb.ok("build", "//a/...")
+    assert result.summary["up_to_date"] == 2
+    assert result.built == set()
+    assert analyses == []
+
+
+def test_a_changed_source_is_rebuilt(mlb):
+    mlb.write({"targets/a/in.txt": "changed\n"})
+    assert mlb.ok("build", "//a/...").built == {"//a:gen", "//a:up"}
+    assert mlb.out("cpu", "//a:up", "up.txt").read_text() == "CHANGED\n"
+
+
+def test_a_new_file_matching_a_glob_is_seen(mlb):
+    mlb.write({"targets/a/more.txt": "more\n"})
+    assert mlb.ok("build", "//a/...").built == {"//a:gen", "//a:up"}
+    assert mlb.out("cpu", "//a:up", "up.txt").read_text() == "HELLO\nMORE\n"
+
+
+def test_a_changed_build_file_is_reanalyzed(mlb):
+    mlb.write({"targets/a/BUILD.yaml": PKG.replace("tr a-z A-Z", "tr a-z A-Z | rev")})
+    assert mlb.ok("build", "//a/...").built == {"//a:up"}
+
+
+def test_a_damaged_output_tree_is_restored(mlb):
+    mlb.out("cpu", "//a:up", "up.txt").unlink()
+    mlb.ok("build", "//a/...")
+    assert mlb.out("cpu", "//a:up", "up.txt").read_text() == "HELLO\n"
+
+
+def test_another_configuration_is_not_answered_by_the_manifest(mlb, analyses):
+    mlb.ok("build", "//a/...", "--config=gpu_sim")
+    assert len(analyses) == 1
+
+
+def test_host_detected_toolchains_disable_the_fast_path(workspace, analyses):
+    mlb = workspace({"BUILD.yaml": ROOT, "toolchains/host.yaml": "python: {kind: python}\n",
+                     "targets/a/BUILD.yaml": "x: {rule: command, toolchains: [python], outs: [o],"
+                                             " cmd: '{{toolchain:python}} -c pass; touch {{out}}'}\n"})
+    mlb.ok("build", "//a:x")
+    assert mlb.ok("build", "//a:x").summary["up_to_date"] == 1
+    assert len(analyses) == 2  # probed and analyzed again: a pip install leaves no file to stat
