@@ -78,16 +78,6 @@ class UndetectedToolchains:
     def __init__(self, registry: ToolchainRegistry):
         self._registry = registry
 
-    def evidence(self) -> list[str] | None:
-        """Files proving every toolchain resolved so far would resolve the same, or None if
-        one was detected on the host (then only probing again can tell)."""
-        files = []
-        for result in self._resolved.values():
-            if isinstance(result, ToolchainMissing) or not result.evidence:
-                return None
-            files += result.evidence
-        return files
-
     def resolve(self, name: str, referenced_at=None) -> ResolvedToolchain:
         decl, _ = self._registry.declaration(name, referenced_at)
         return undetected(name, str(decl.get("kind")), {"undetected": True})
