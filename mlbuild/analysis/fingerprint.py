@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..actions import Input, canonical_encoding
 from ..hashing import StatCache, digest_bytes
+from ..toolchains.base import ResolvedToolchain
 from ..toolchains.registry import undetected
 from ..toolchains.venv import requirement_lines
 

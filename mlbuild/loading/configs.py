@@ -264,7 +264,7 @@ class ConfigSchema:
                         chosen = "was chosen" if group in explicit else f"is implied by '{implied_by[group]}'"
                         raise BuildFileError(
                             f"'{source}' implies {group}={value}, but {group}={current} {chosen}",
-                            where, f"drop one of them from --config",
+                            where, "drop one of them from --config",
                         )
                     values[group] = value
                     implied_by[group] = source
