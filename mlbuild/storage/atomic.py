@@ -13,15 +13,17 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_writer(dest: Path, mode: int = 0o444):
-    """Yield a binary file; on clean exit it is fsynced and renamed onto `dest`."""
+def atomic_writer(dest: Path, mode: int = 0o444, durable: bool = True):
+    """Yield a binary file; on clean exit it is fsynced (unless not `durable`: a file that may
+    be lost in a power cut but never seen partial) and renamed onto `dest`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:16]}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
@@ -32,8 +34,8 @@ def atomic_writer(dest: Path, mode: int = 0o444):
         raise
 
 
-def write_atomically(dest: Path, data: bytes, mode: int = 0o444) -> None:
-    with atomic_writer(dest, mode) as f:
+def write_atomically(dest: Path, data: bytes, mode: int = 0o444, durable: bool = True) -> None:
+    with atomic_writer(dest, mode, durable) as f:
         f.write(data)
 
 
