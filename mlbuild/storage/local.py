@@ -73,9 +73,11 @@ class LocalCache:
         return self._flock(fcntl.LOCK_EX)
 
     def action_lock(self, key: str) -> filelock.FileLock:
+        """Not thread-bound: the builder hands it to its publisher thread, which releases it
+        once the result is in the action cache (so a waiting process finds the entry)."""
         path = self._lock_dir / key[:2] / f"{key}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return filelock.FileLock(path)
+        return filelock.FileLock(path, thread_local=False)
 
     def stats(self) -> CacheStats:
         blobs = list(self.cas.iter_blobs())
