@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import click
 
@@ -80,6 +81,7 @@ def to_build_options(kwargs: dict, gpus_detected: int) -> BuildOptions:
         jobs=kwargs.get("jobs") or default_jobs(),
         keep_going=kwargs.get("keep_going", False),
         gpus=kwargs["gpus"] if kwargs.get("gpus") is not None else gpus_detected,
+        memory_mb=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20,
         upload=kwargs.get("remote_upload", True),
         distdirs=tuple(Path(d).expanduser().resolve() for d in kwargs.get("distdirs") or ()),
         rewrites=tuple(load_rewrites(Path(config))) if config else (),

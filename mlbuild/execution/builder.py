@@ -20,13 +20,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
 
-from ..actions import Action, Input, action_key, canonical_encoding
+from ..actions import Action, Input, Resources, action_key, canonical_encoding
 from ..errors import ActionError, UserError
 from ..loading.labels import Label
 from ..storage.action_cache import ActionResult, OutputFile
@@ -118,7 +118,7 @@ class Builder:
         nodes = {
             label: Node(
                 deps=tuple(target.deps),
-                resources=target.action.resources if target.action else Node(()).resources,
+                resources=target.action.resources if target.action else Resources(),
                 estimate_s=self._estimate(label),
             )
             for label, target in graph.items()
@@ -241,8 +241,10 @@ class Builder:
         """`cache gc` may have dropped the blobs of an up-to-date dependency whose output tree
         is intact (same stat as when it was written): link them back before staging from the CAS."""
         cas = self.cache.cas
-        package, _, name = dep[2:].partition(":")
-        directory = self.output_root / package / name
+        owner = Label.parse(dep)
+        while "alias_of" in self.graph[owner].info:  # an alias's files live in its actual target's tree
+            owner = Label.parse(self.graph[owner].info["alias_of"])
+        directory = self.output_root / owner.package / owner.name
         for output in self.results[dep].outputs:
             if not cas.contains(output.digest, output.executable):
                 cas.put_file(directory / output.path, output.executable, digest=output.digest, take=True)
@@ -368,7 +370,6 @@ class Builder:
     def _estimate(self, label) -> float:
         previous = self.state.get(str(label))
         return previous.result.duration_s + 0.01 if previous else 1.0
-
 
 
 def point_convenience_link(workspace_root: Path, output_root: Path) -> None:

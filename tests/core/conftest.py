@@ -1,10 +1,10 @@
 """Shared helpers for the core tests: scratch workspaces, an in-process CLI, cache checks.
 
-`workspace(files)` writes a workspace from a dict {relative path: text} and returns an
-`Mlbuild` bound to it and to a per-test cache directory. Calling it runs the real CLI entry
-point (`mlbuild.cli.main.main`, so UserErrors become exit codes exactly as for users) in this
-process, capturing stdout and stderr; `.process(...)` runs the installed console script in a
-real child process instead.
+The `workspace(files)` fixture (in tests/conftest.py, so every test directory has it) writes a
+workspace from a dict {relative path: text} and returns an `Mlbuild` bound to it and to a
+per-test cache directory. Calling it runs the real CLI entry point (`mlbuild.cli.main.main`,
+so UserErrors become exit codes exactly as for users) in this process, capturing stdout and
+stderr; `.process(...)` runs the installed console script in a real child process instead.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from mlbuild.execution.state import BuildState
@@ -152,20 +151,6 @@ class Mlbuild:
         entry = self.state(config).get(label)
         assert entry is not None, f"{label} has no state under {config}"
         return entry.key
-
-
-@pytest.fixture
-def workspace(tmp_path):
-    """Factory: workspace(files, name="ws", cache=None) -> Mlbuild."""
-
-    def make(files: dict, name: str = "ws", cache: Path | None = None) -> Mlbuild:
-        root = tmp_path / name
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "targets").mkdir(exist_ok=True)
-        write_tree(root, files)
-        return Mlbuild(root, cache or tmp_path / "cache")
-
-    return make
 
 
 def check_cache_consistent(cache_root: Path, allow_temp: bool = False) -> dict:

@@ -1,8 +1,10 @@
-"""Fixtures for the remote cache tests: real nginx servers on 127.0.0.1, local caches, results."""
+"""Fixtures for the remote cache tests: local caches, results, a recording fake server.
+
+The real nginx fixtures (start_nginx, echo_module, unused_port) live in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
 import threading
@@ -11,46 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mlbuild.errors import ToolchainError
 from mlbuild.storage.action_cache import ActionResult, OutputFile
 from mlbuild.storage.local import LocalCache
-from mlbuild.storage.nginx import NginxServer, find_nginx
+from mlbuild.storage.nginx import NginxServer
 from mlbuild.storage.remote import RemoteCache, RemoteOptions
-
-ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")  # libnginx-mod-http-echo
-
-
-@pytest.fixture
-def echo_module() -> str:
-    """The nginx module whose echo_sleep makes a slow server."""
-    if not ECHO_MODULE.exists():
-        pytest.skip("needs libnginx-mod-http-echo (echo_sleep) for a slow nginx")
-    return str(ECHO_MODULE)
-
-
-@pytest.fixture(scope="session")
-def nginx_installed() -> None:
-    try:
-        find_nginx()
-    except ToolchainError:
-        pytest.skip(
-            "nginx is not installed (apt-get install nginx-light): these tests need a real server"
-        )
-
-
-@pytest.fixture
-def start_nginx(nginx_installed, tmp_path):
-    """Start an nginx cache (kwargs as NginxServer's) on a free port; all are stopped at teardown."""
-    servers: list[NginxServer] = []
-
-    def start(name: str = "server", **kwargs) -> NginxServer:
-        server = NginxServer(tmp_path / name / "data", run_dir=tmp_path / name / "run", **kwargs)
-        servers.append(server)
-        return server.start()
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture
@@ -99,14 +65,6 @@ def make_result():
         return ActionResult(outputs=tuple(files), stdout_digest=local.cas.put_bytes(stdout))
 
     return make
-
-
-@pytest.fixture
-def unused_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakeServer:
