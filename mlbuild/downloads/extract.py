@@ -43,28 +43,30 @@ class _Member:
     path: str = ""
 
 
-def safe_extract(archive: Path, dest: Path, *, strip_components: int = 0) -> list[str]:
+def safe_extract(archive: Path, dest: Path, *, strip_components: int = 0, name: str | None = None) -> list[str]:
     """Extract a tar (optionally gz/bz2/xz) or zip `archive` into `dest`, which must not exist or be empty.
 
     Every member is checked before anything is written; an unsafe one raises ActionError and
     leaves `dest` untouched. Returns the sorted relative paths of the non-directory entries.
+    `name` is what error messages call the archive (default: its path).
     """
     if strip_components < 0:
         raise ValueError(f"strip_components must be >= 0, got {strip_components}")
     archive, dest = Path(archive), Path(dest)
+    shown = name or str(archive)
     try:
-        with _open_archive(archive) as (members, open_member):
-            planned = _plan(archive, members, strip_components)
+        with _open_archive(archive, shown) as (members, open_member):
+            planned = _plan(shown, members, strip_components)
             if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-                raise ActionError(f"cannot extract {archive}: {dest} already exists and is not empty")
+                raise ActionError(f"cannot extract {shown}: {dest} already exists and is not empty")
             _write(planned, open_member, dest)
     except _READ_ERRORS as e:
-        raise ActionError(f"cannot extract {archive}: {e}") from e
+        raise ActionError(f"cannot extract {shown}: {e}") from e
     return sorted(m.path for m in planned if m.kind != "dir")
 
 
 @contextmanager
-def _open_archive(archive: Path) -> Iterator[tuple[list[_Member], Callable]]:
+def _open_archive(archive: Path, shown: str) -> Iterator[tuple[list[_Member], Callable]]:
     """The members and a function opening a member's content, for a tar or zip file."""
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tar:
@@ -74,7 +76,7 @@ def _open_archive(archive: Path) -> Iterator[tuple[list[_Member], Callable]]:
             yield [_zip_member(zf, info) for info in zf.infolist()], zf.open
     else:
         raise ActionError(
-            f"cannot extract {archive}: not a tar (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) or zip archive"
+            f"cannot extract {shown}: not a tar (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) or zip archive"
         )
 
 
@@ -107,11 +109,11 @@ def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Member:
     return _Member(info.filename, kind, mode, link, info)
 
 
-def _plan(archive: Path, members: list[_Member], strip: int) -> list[_Member]:
+def _plan(shown: str, members: list[_Member], strip: int) -> list[_Member]:
     """Check every member and give it its destination path; nothing is written here."""
 
     def reject(member: _Member, why: str) -> ActionError:
-        return ActionError(f"refusing to extract {archive}: member {member.name!r} {why}")
+        return ActionError(f"refusing to extract {shown}: member {member.name!r} {why}")
 
     planned: dict[str, _Member] = {}
     for member in members:

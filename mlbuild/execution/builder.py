@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,11 +93,9 @@ class Builder:
         self.output_root = workspace.root / OUTPUT_ROOT / configuration.name
         self.state = BuildState(workspace.state_dir / "state" / f"{configuration.name}.pickle")
         self.runner = ProcessRunner()
-        # Deleting a sandbox and making blobs durable cost milliseconds of synchronous disk work
-        # each; background threads do them while the next actions run, and `build` waits for
-        # both before returning.
+        # Deleting a sandbox costs milliseconds of synchronous disk work; a background thread
+        # does it while the next actions run, and `build` waits for it before returning.
         self._remover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlbuild-rm")
-        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlbuild-publish")
         self.sandbox_base = cache.root / "sandbox"
         self.results: dict[str, ActionResult] = {}
         self._keys: dict[str, tuple[str, list[Input]]] = {}
@@ -135,7 +133,6 @@ class Builder:
                     abort=self.runner.cancel_all, on_event=self._on_event,
                 )
             finally:
-                self._publisher.shutdown(wait=True)
                 self._remover.shutdown(wait=True)
                 self.state.save()
                 self.cache.stat_cache.save()
@@ -213,30 +210,6 @@ class Builder:
             return Outcome(UP_TO_DATE, previous.result)
         return None
 
-    def _publish(self, key: str, result: ActionResult, remotable: bool, lock) -> None:
-        """Blobs durable first, then the action-cache entry naming them, then the remote.
-
-        Runs on the publisher thread, holding the action's lock until the entry is stored: a
-        crash before it loses only these entries (work in flight), never leaves an entry whose
-        blobs could vanish in a power cut."""
-        try:
-            self._store_locally(key, result)
-        finally:
-            lock.release()
-        if self.remote is not None and remotable and self.options.upload:
-            self.remote.publish(key, result, self.cache)
-
-    def _store_locally(self, key: str, result: ActionResult) -> None:
-        try:
-            for output in result.outputs:
-                self.cache.cas.sync(output.digest, output.executable)
-            for log in (result.stdout_digest, result.stderr_digest):
-                if log:
-                    self.cache.cas.sync(log)
-            self.cache.actions.store(key, result)
-        except OSError as exc:
-            self.warn(f"could not store a result in the local cache ({exc}); it will be rebuilt next time")
-
     def _readopt_collected_blobs(self, dep: str) -> None:
         """`cache gc` may have dropped the blobs of an up-to-date dependency whose output tree
         is intact (same stat as when it was written): link them back before staging from the CAS."""
@@ -255,11 +228,7 @@ class Builder:
         key, inputs = self.key_of(label)
         use_cache = action.cacheable and label not in self.force
         status, result = None, None
-        lock = self.cache.action_lock(key) if use_cache else None
-        handed_to_publisher = False
-        if lock is not None:
-            lock.acquire()
-        try:
+        with self.cache.lock(key) if use_cache else nullcontext():
             if use_cache:
                 result = self.cache.actions.lookup(key)
                 status = LOCAL_HIT if result else None
@@ -273,11 +242,9 @@ class Builder:
                     return Outcome(FAILED, exc)
                 status = EXECUTED
                 if result.exit_code == 0 and use_cache:
-                    self._publisher.submit(self._publish, key, result, action.remotable, lock)
-                    handed_to_publisher = True
-        finally:
-            if lock is not None and not handed_to_publisher:
-                lock.release()
+                    self.cache.actions.store(key, result)  # after its blobs, as a reported build must be
+                    if self.remote is not None and action.remotable and self.options.upload:
+                        self.remote.publish(key, result, self.cache)
         self._materialize(label, key, result)
         if result.exit_code != 0:
             return Outcome(TEST_FAILED, result)
@@ -331,7 +298,7 @@ class Builder:
                     files, directories, symlinks = [], [], []
                 cas = self.cache.cas
                 outputs = tuple(
-                    OutputFile(rel, cas.put_file(path, executable, take=True, durable=False), path.stat().st_size,
+                    OutputFile(rel, cas.put_file(path, executable, take=True), path.stat().st_size,
                                executable)
                     for rel, path, executable in files
                 )
@@ -339,8 +306,8 @@ class Builder:
                 return ActionResult(
                     outputs=outputs, directories=tuple(directories), symlinks=tuple(symlinks),
                     exit_code=0 if failure is None else 1,
-                    stdout_digest=cas.put_file(stdout, take=True, durable=False) if stdout.exists() else None,
-                    stderr_digest=cas.put_file(stderr, take=True, durable=False) if stderr.exists() else None,
+                    stdout_digest=cas.put_file(stdout, take=True) if stdout.exists() else None,
+                    stderr_digest=cas.put_file(stderr, take=True) if stderr.exists() else None,
                     duration_s=round(execution.duration_s, 3) if execution else 0.0, extra=extra,
                 )
             finally:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 from ..errors import ActionError
 from .processes import ProcessRunner
@@ -107,8 +108,12 @@ def _execute_bench(builder, sandbox: Sandbox, logs: Path, extra: dict) -> Execut
 
 
 def _execute_download(builder, sandbox: Sandbox, logs: Path, extra: dict) -> Execution:
-    """Fetch (or reuse by checksum), verify, and unpack safely if asked; runs in-process."""
+    """Fetch (or reuse by checksum), verify, and unpack safely if asked; runs in-process.
+
+    The cache indexes downloads by checksum (→ blake3 digest), under a lock per checksum, so
+    the same file named by two targets, builds or workspaces is fetched once."""
     from ..downloads import MD5_WARNING, Checksum, fetch, safe_extract
+    from ..storage.atomic import write_atomically
 
     action = sandbox.action
     params = dict(action.params)
@@ -117,20 +122,22 @@ def _execute_download(builder, sandbox: Sandbox, logs: Path, extra: dict) -> Exe
         builder.warn(f"{action.label}: {MD5_WARNING}")
     start = time.monotonic()
     dest = sandbox.root / (action.outputs or action.output_dirs)[0]
-    fetched = sandbox.root / ".tmp" / dest.name if params["extract"] else dest
-    index = builder.cache.root / "downloads" / f"{checksum.algorithm}-{checksum.hexdigest}"
-    known = index.read_text().strip() if index.exists() else None
-    if known and builder.cache.cas.verify(known):
-        builder.cache.cas.materialize(known, fetched)
-    else:
-        fetch(list(action.urls), checksum, fetched, distdirs=builder.options.distdirs,
-              rewrites=builder.options.rewrites, progress=builder.download_progress(action.label),
-              warn=builder.warn)
-        from ..storage.atomic import write_atomically
-
-        write_atomically(index, builder.cache.cas.put_file(fetched).encode())
+    file_name = PurePosixPath(urlparse(action.urls[0]).path).name or dest.name
+    fetched = sandbox.root / ".tmp" / file_name if params["extract"] else dest
+    cas, name = builder.cache.cas, f"{checksum.algorithm}-{checksum.hexdigest}"
+    index = builder.cache.root / "downloads" / name
+    with builder.cache.lock(f"download-{name}"):
+        known = index.read_text().strip() if index.exists() else None
+        if known and cas.verify(known):
+            cas.materialize(known, fetched)
+        else:
+            fetch(list(action.urls), checksum, fetched, distdirs=builder.options.distdirs,
+                  rewrites=builder.options.rewrites, progress=builder.download_progress(action.label),
+                  warn=builder.warn)
+            write_atomically(index, cas.put_file(fetched).encode())
     if params["extract"]:
-        safe_extract(fetched, dest, strip_components=params["strip_components"])
+        safe_extract(fetched, dest, strip_components=params["strip_components"],
+                     name=f"{action.label}'s archive {file_name} ({action.urls[0]})")
     stdout, stderr = logs / "stdout", logs / "stderr"
     stdout.write_text(f"{checksum} verified\n"), stderr.touch()
     return Execution(0, time.monotonic() - start, stdout, stderr)

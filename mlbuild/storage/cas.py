@@ -44,15 +44,12 @@ class ContentStore:
         return digest
 
     def put_file(
-        self, src: Path, executable: bool = False, digest: str | None = None, take: bool = False,
-        durable: bool = True,
+        self, src: Path, executable: bool = False, digest: str | None = None, take: bool = False
     ) -> str:
         """Store `src` and return its digest; `src` is hashed unless the caller knows the digest.
 
         With `take=True` (a sandbox output about to be thrown away) the blob is a hardlink of
         `src` and `src` turns read-only; otherwise the bytes are copied and `src` is untouched.
-        With `durable=False` the caller promises to `sync` the blob before any action-cache
-        entry names it (the builder does so off the critical path).
         """
         digest = digest or digest_file(src)
         dest = self.blob_path(digest, executable)
@@ -69,8 +66,7 @@ class ContentStore:
                 os.link(src, tmp)
             except OSError:
                 shutil.copyfile(src, tmp)
-            if durable:
-                _fsync(tmp)
+            _fsync(tmp)
             os.chmod(tmp, 0o555 if executable else 0o444)
             os.replace(tmp, dest)
         finally:
@@ -93,10 +89,6 @@ class ContentStore:
         os.chmod(tmp, 0o555 if executable else 0o444)
         os.replace(tmp, dest)
         return True
-
-    def sync(self, digest: str, executable: bool = False) -> None:
-        """Make a blob stored with durable=False survive a power cut."""
-        _fsync(self.blob_path(digest, executable))
 
     def incoming_path(self, digest: str) -> Path:
         """A temp path on the store's filesystem for a blob being downloaded."""

@@ -2,8 +2,8 @@
 
 Concurrency model: a build holds a shared flock on `<root>/lock` for its whole run and
 garbage collection takes it exclusively, so GC never deletes a blob a build is about to link.
-Two builds that want the same action serialize on a per-key file lock: the second waits,
-then finds the first one's result in the action cache instead of running it again.
+Two builds that want the same action (or download) serialize on a file lock named by its key
+(or checksum): the second waits, then finds the first one's result instead of redoing it.
 """
 
 from __future__ import annotations
@@ -72,12 +72,11 @@ class LocalCache:
         """Held by garbage collection and `clean --expunge`."""
         return self._flock(fcntl.LOCK_EX)
 
-    def action_lock(self, key: str) -> filelock.FileLock:
-        """Not thread-bound: the builder hands it to its publisher thread, which releases it
-        once the result is in the action cache (so a waiting process finds the entry)."""
-        path = self._lock_dir / key[:2] / f"{key}.lock"
+    def lock(self, name: str) -> filelock.FileLock:
+        """A lock shared by every mlbuild process on this cache: one per action key or download."""
+        path = self._lock_dir / name[:2] / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return filelock.FileLock(path, thread_local=False)
+        return filelock.FileLock(path)
 
     def stats(self) -> CacheStats:
         blobs = list(self.cas.iter_blobs())

@@ -171,6 +171,9 @@ class RemoteCache:
         self._consecutive_failures = 0
         self._abandoned = False  # the circuit breaker is open, or reads were refused
         self._uploads_refused = False
+        # Blobs the server served with wrong bytes: uploaded again without trusting HEAD, so
+        # the teammate who rebuilds them repairs the server for everyone.
+        self._corrupt_on_server: set[str] = set()
 
     def fetch(self, key: str, local: LocalCache) -> ActionResult | None:
         """The result the remote holds for `key`, with every blob verified into `local`; else None.
@@ -250,6 +253,7 @@ class RemoteCache:
                     f.writelines(resp.iter_content(CHUNK_SIZE))
                     size = f.tell()
             if not local.cas.adopt(tmp, digest, executable):
+                self._corrupt_on_server.add(digest)
                 raise _Failure(
                     "corrupt",
                     f"remote cache: blob {digest} from {self.url} does not match its digest; "
@@ -263,11 +267,12 @@ class RemoteCache:
         """PUT one blob unless the server has it; a local blob that fails verification never goes."""
         path = local.cas.blob_path(digest, executable)
         size = path.stat().st_size
-        with self._request("HEAD", f"cas/{digest}") as resp:
-            if resp.status_code == 200 and resp.headers.get("Content-Length") == str(size):
-                self._count(skipped_uploads=1)
-                return
-            self._expect(resp, 200, 404)
+        if digest not in self._corrupt_on_server:
+            with self._request("HEAD", f"cas/{digest}") as resp:
+                if resp.status_code == 200 and resp.headers.get("Content-Length") == str(size):
+                    self._count(skipped_uploads=1)
+                    return
+                self._expect(resp, 200, 404)
         if not local.cas.verify(digest, executable):
             raise _Failure(
                 "local_corrupt",
