@@ -55,12 +55,12 @@ def build_options(f):
 
 def make_remote(kwargs: dict, settings: dict, warn):
     """The remote cache client from flags, else the root BUILD.yaml's `workspace:` settings."""
+    url = kwargs.get("remote_cache") or settings.get("remote_cache")
+    if not url:
+        return None  # before importing requests (~0.1 s), which only the remote needs
     from ..storage.remote import RemoteCache, RemoteOptions
     from .cache import parse_size
 
-    url = kwargs.get("remote_cache") or settings.get("remote_cache")
-    if not url:
-        return None
     size = kwargs.get("remote_max_upload_size") or settings.get("remote_max_upload_size")
     options = RemoteOptions.from_settings(
         url, upload=kwargs.get("remote_upload", True) and settings.get("remote_upload", True),
@@ -74,9 +74,9 @@ def make_remote(kwargs: dict, settings: dict, warn):
 def to_build_options(kwargs: dict, gpus_detected: int) -> BuildOptions:
     from pathlib import Path
 
-    from ..downloads import load_rewrites
-
     config = kwargs.get("downloader_config")
+    if config:
+        from ..downloads import load_rewrites  # imports requests: only when asked for
     return BuildOptions(
         jobs=kwargs.get("jobs") or default_jobs(),
         keep_going=kwargs.get("keep_going", False),

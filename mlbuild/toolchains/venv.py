@@ -10,6 +10,7 @@ The fingerprint is the exact installed set (`pip freeze`), not the requested pin
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import filelock
 
 from ..hashing import digest_bytes
+from ..storage.atomic import write_atomically
 from .base import ResolvedToolchain, ToolchainMissing, check_version, run_probe
 
 _MARKER = ".complete"
@@ -37,9 +39,31 @@ def requirement_lines(decl: dict, toolchain_file: Path) -> list[str]:
     return sorted(line for line in map(str, requirements) if line)
 
 
+def interpreter_version(base: str, venv_root: Path) -> str:
+    """The base interpreter's version, probed once per binary (by its stat), not per command."""
+    binary = shutil.which(base) or base
+    try:
+        st = os.stat(binary)
+        stamp = f"{os.path.realpath(binary)}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        stamp = None
+    memo = venv_root / "interpreters.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if stamp and stamp in known:
+        return known[stamp]
+    version = run_probe([base, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]).strip()
+    if stamp:
+        venv_root.mkdir(parents=True, exist_ok=True)
+        write_atomically(memo, json.dumps({**known, stamp: version}).encode(), mode=0o644, durable=False)
+    return version
+
+
 def resolve_venv(name: str, decl: dict, toolchain_file: Path, venv_root: Path, log) -> ResolvedToolchain:
     base = decl.get("interpreter") or sys.executable
-    base_version = run_probe([base, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]).strip()
+    base_version = interpreter_version(base, venv_root)
     check_version(name, base_version, decl.get("version"))
     requirements = requirement_lines(decl, toolchain_file)
     identity = json.dumps({"python": base_version, "requirements": requirements})
