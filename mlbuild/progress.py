@@ -60,7 +60,7 @@ class LiveProgress(PlainProgress):
 
         self.console = Console(file=self.stream)
         self.counts = {EXECUTED: 0, LOCAL_HIT: 0, REMOTE_HIT: 0, UP_TO_DATE: 0}
-        self.transfers: dict[str, _Transfer] = {}
+        self.transfers: dict[str, TransferProgress] = {}
         self.live = Live(self._render(), console=self.console, refresh_per_second=8,
                          get_renderable=self._render, transient=True)
         self.live.start()
@@ -88,7 +88,7 @@ class LiveProgress(PlainProgress):
         return table
 
     def download(self, label: str):
-        transfer = self.transfers[label] = _Transfer()
+        transfer = self.transfers[label] = TransferProgress()
         return transfer
 
     def message(self, text: str) -> None:
@@ -98,7 +98,7 @@ class LiveProgress(PlainProgress):
         self.live.stop()
 
 
-class _Transfer:
+class TransferProgress:
     """A download's bytes, rate and ETA, shown on its action's line of the live display."""
 
     def __init__(self):
@@ -129,7 +129,7 @@ def make_progress(total: int, stream=None):
     return LiveProgress(total, stream) if stream.isatty() else PlainProgress(total, stream)
 
 
-def summary_line(summary: BuildSummary, remote_stats=None) -> str:
+def summary_line(summary: BuildSummary) -> str:
     executed = summary.count(EXECUTED)
     up_to_date, hits, remote = summary.count(UP_TO_DATE), summary.count(LOCAL_HIT), summary.count(REMOTE_HIT)
     failed = summary.count(FAILED, TEST_FAILED)

@@ -64,7 +64,7 @@ def _detected_gpus() -> int:
     return sum(1 for line in done.stdout.splitlines() if line.startswith("GPU ")) if done.returncode == 0 else 0
 
 
-def _without_tests(graph, requested):
+def _without_tests(graph):
     """Drop test actions nothing depends on: `build` builds what tests need, not the tests."""
     needed = {dep for target in graph.values() for dep in target.deps}
     return {label: target for label, target in graph.items() if not target.is_test or label in needed}
@@ -88,7 +88,7 @@ def build(ctx, targets, **kwargs):
                    err=True)
         return
     session, labels, graph = _start(ctx, targets, kwargs)
-    graph = _without_tests(graph, labels)
+    graph = _without_tests(graph)
     builder, summary = _run_build(session, graph, kwargs)
     if not summary.ok:
         sys.exit(EXIT_BUILD_FAILED)

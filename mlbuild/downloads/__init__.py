@@ -1,6 +1,6 @@
 """Fetching checksum-pinned files over HTTP (with distdirs, mirrors, resume) and extracting archives safely.
 
-The names below are imported on first use (PEP 562): `requests` and `rich` cost ~0.1 s to
+The names below are imported on first use (PEP 562): `requests` costs ~0.1 s to
 import, and every mlbuild command that downloads nothing should not pay for them.
 """
 
@@ -8,8 +8,7 @@ import importlib
 
 _HOMES = {
     "MD5_WARNING": "checksum", "Checksum": "checksum", "safe_extract": "extract",
-    "DownloadProgress": "http", "NullProgress": "http", "RichDownloadProgress": "http",
-    "default_progress": "http", "fetch": "http", "load_rewrites": "http",
+    "DownloadProgress": "http", "NullProgress": "http", "fetch": "http", "load_rewrites": "http",
 }
 
 __all__ = sorted(_HOMES)

@@ -16,8 +16,6 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import requests
-from rich import progress as rich_progress
-from rich.console import Console
 
 from mlbuild.downloads.checksum import Checksum
 from mlbuild.errors import ActionError, BuildFileError, Location
@@ -50,46 +48,6 @@ class NullProgress:
 
     def finish(self) -> None:
         pass
-
-
-class RichDownloadProgress:
-    """A transient rich progress bar (bytes, rate, ETA) on stderr.
-
-    rich allows one live display per console at a time: give each concurrent download its own
-    console, or use NullProgress for parallel downloads.
-    """
-
-    def __init__(self, console: Console | None = None):
-        self._console = console or Console(stderr=True)
-        self._live = None
-        self._task = None
-
-    def start(self, url: str, total_bytes: int | None) -> None:
-        self.finish()
-        self._live = rich_progress.Progress(
-            rich_progress.TextColumn("{task.description}"),
-            rich_progress.BarColumn(),
-            rich_progress.DownloadColumn(),
-            rich_progress.TransferSpeedColumn(),
-            rich_progress.TimeRemainingColumn(),
-            console=self._console,
-            transient=True,
-        )
-        self._live.start()
-        self._task = self._live.add_task(_basename(url) or url, total=total_bytes)
-
-    def advance(self, n: int) -> None:
-        self._live.advance(self._task, n)
-
-    def finish(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-
-
-def default_progress() -> DownloadProgress:
-    """A rich progress bar when stderr is a terminal, otherwise nothing."""
-    return RichDownloadProgress() if sys.stderr.isatty() else NullProgress()
 
 
 def _warn_to_stderr(message: str) -> None:

@@ -18,10 +18,6 @@ from ..hashing import StatCache, digest_bytes, digest_file
 _LARGE_COPY_WARNING_BYTES = 64 << 20
 
 
-class CorruptBlobError(Exception):
-    """A blob's bytes no longer match its name (disk fault, or someone edited an output)."""
-
-
 class ContentStore:
     def __init__(self, root: Path, stat_cache: StatCache | None = None):
         self.root = root / "cas"
@@ -95,12 +91,6 @@ class ContentStore:
         from .atomic import temp_path_beside
 
         return temp_path_beside(self.blob_path(digest))
-
-    def read_bytes(self, digest: str) -> bytes:
-        data = self.blob_path(digest).read_bytes()
-        if digest_bytes(data) != digest:
-            raise CorruptBlobError(digest)
-        return data
 
     def verify(self, digest: str, executable: bool = False) -> bool:
         """True if the blob exists and its bytes match its name; a corrupt blob is deleted.

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
+import re
 import socket
 import tracemalloc
 
 import pytest
-from rich.console import Console
 
-from mlbuild.downloads import Checksum, RichDownloadProgress, fetch, load_rewrites
+from mlbuild.downloads import Checksum, fetch, load_rewrites
 from mlbuild.downloads.http import CHUNK_BYTES
 from mlbuild.errors import ActionError, BuildFileError
+from mlbuild.progress import TransferProgress
 
 DATA = bytes(range(256)) * 12_345  # ~3 MiB: several chunks, so a cut transfer leaves partial data
 # requests hands over data in whole chunks: bytes of a chunk cut short are lost, so cut on a boundary.
@@ -277,9 +277,10 @@ def test_memory_stays_bounded_for_large_files(server, tmp_path):
     assert peak < 8 << 20, f"peak traced allocation {peak / 2**20:.1f} MiB"
 
 
-def test_rich_progress_draws_a_bar(server, tmp_path):
+def test_progress_counts_bytes_rate_and_eta(server, tmp_path):
+    """What the live display shows on a download's line (mlbuild/progress.py)."""
     url = server.add("model.bin", DATA)
-    out = io.StringIO()
-    progress = RichDownloadProgress(Console(file=out, force_terminal=True, width=100))
+    progress = TransferProgress()
     quick([url], sha256(DATA), tmp_path / "model.bin", progress=progress)
-    assert "model.bin" in out.getvalue()
+    assert (progress.done, progress.total) == (len(DATA), len(DATA))
+    assert re.search(r"MiB/s, ETA \d+s", progress.describe())
