@@ -7,23 +7,15 @@ alone; the toolchain venvs are shared with the rest of the session (tests/confte
 import json
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_OF_PRECISION = ["//digits:dataset", "//digits:preprocess", "//digits:model_sklearn"]
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("example")
-    shutil.copy(REPO / "BUILD.yaml", root)
-    shutil.copytree(REPO / "targets", root / "targets")
-    shutil.copytree(REPO / "toolchains", root / "toolchains")
-    return root
+def workspace(copy_example):
+    return copy_example("example")
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +23,11 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-def mlbuild(workspace, cache_dir, *args):
-    done = subprocess.run(
-        [sys.executable, "-c", "from mlbuild.cli.main import main; main()", "--cache-dir", str(cache_dir), *args],
-        cwd=workspace, capture_output=True, text=True,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
 def built(stderr: str) -> set[str]:
     return set(re.findall(r"\] built (//\S+)", stderr))
 
 
-def test_all_scenarios_pass_under_loadgen(workspace, cache_dir, tmp_path):
+def test_all_scenarios_pass_under_loadgen(workspace, cache_dir, mlbuild, tmp_path):
     results = tmp_path / "results.json"
     done = mlbuild(workspace, cache_dir, "test", "//bench/...", "//digits:accuracy_check",
                    "--results-json", str(results))
@@ -63,7 +46,7 @@ def test_all_scenarios_pass_under_loadgen(workspace, cache_dir, tmp_path):
     assert (out / "mlperf_log_detail.txt").is_file()
 
 
-def test_passing_benchmarks_are_cached_like_tests(workspace, cache_dir):
+def test_passing_benchmarks_are_cached_like_tests(workspace, cache_dir, mlbuild):
     done = mlbuild(workspace, cache_dir, "test", "//bench:digits_offline")
     assert done.returncode == 0, done.stderr
     assert built(done.stderr) == set()
@@ -73,7 +56,7 @@ def test_passing_benchmarks_are_cached_like_tests(workspace, cache_dir):
     assert built(rerun.stderr) == {"//bench:digits_offline"}
 
 
-def test_int8_reuses_everything_upstream_of_precision(workspace, cache_dir):
+def test_int8_reuses_everything_upstream_of_precision(workspace, cache_dir, mlbuild):
     done = mlbuild(workspace, cache_dir, "test", "//bench:digits_offline", "--config=int8")
     assert done.returncode == 0, done.stderr + done.stdout
     ran = built(done.stderr)
@@ -85,7 +68,7 @@ def test_int8_reuses_everything_upstream_of_precision(workspace, cache_dir):
     assert (fp32_dir / "train.npz").stat().st_ino == (int8_dir / "train.npz").stat().st_ino
 
 
-def test_cuda_fails_fast_naming_the_toolchain(workspace, cache_dir):
+def test_cuda_fails_fast_naming_the_toolchain(workspace, cache_dir, mlbuild):
     done = mlbuild(workspace, cache_dir, "build", "//bench:digits_offline", "--config=cuda,int8")
     if shutil.which("nvidia-smi"):
         pytest.skip("a GPU is present: the CUDA path is exercised for real")
@@ -95,13 +78,13 @@ def test_cuda_fails_fast_naming_the_toolchain(workspace, cache_dir):
     assert "] built" not in done.stderr
 
 
-def test_run_streams_loadgen_output(workspace, cache_dir):
+def test_run_streams_loadgen_output(workspace, cache_dir, mlbuild):
     done = mlbuild(workspace, cache_dir, "run", "//bench:digits", "--config=latency")
     assert done.returncode == 0, done.stderr
     assert "SingleStream" in done.stdout + done.stderr
 
 
-def test_torch_framework_trains_a_cnn_and_shares_the_dataset(workspace, cache_dir):
+def test_torch_framework_trains_a_cnn_and_shares_the_dataset(workspace, cache_dir, mlbuild):
     done = mlbuild(workspace, cache_dir, "build", "//digits:eval_fp32", "--config=framework=torch")
     assert done.returncode == 0, done.stderr
     ran = built(done.stderr)

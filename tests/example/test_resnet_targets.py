@@ -9,9 +9,6 @@ ImageNet preprocessing of a small JPEG folder, engine, and the bench under the r
 
 import hashlib
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-REPO = Path(__file__).resolve().parents[2]
 REAL_MD5 = "f6a4da60cd5f084d97efc2c1ddb10beb"
 
 
@@ -45,13 +41,10 @@ def stand_in_resnet(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, copy_example):
     from PIL import Image
 
-    root = tmp_path_factory.mktemp("ws")
-    shutil.copy(REPO / "BUILD.yaml", root)
-    shutil.copytree(REPO / "targets", root / "targets")
-    shutil.copytree(REPO / "toolchains", root / "toolchains")
+    root = copy_example("ws")
     distdir = tmp_path_factory.mktemp("distdir")
     stand_in_resnet(distdir / "resnet50_v1.onnx")
     md5 = hashlib.md5((distdir / "resnet50_v1.onnx").read_bytes()).hexdigest()
@@ -71,16 +64,7 @@ def setup(tmp_path_factory):
     return root, distdir, images, tmp_path_factory.mktemp("cache")
 
 
-def mlbuild(root, cache, *args):
-    done = subprocess.run(
-        [sys.executable, "-c", "from mlbuild.cli.main import main; main()", "--cache-dir", str(cache), *args],
-        cwd=root, capture_output=True, text=True,
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
-def test_offline_cpu_run_fails_at_the_download_pointing_at_distdir(setup):
+def test_offline_cpu_run_fails_at_the_download_pointing_at_distdir(setup, mlbuild):
     root, _, images, cache = setup
     done = mlbuild(root, cache, "run", "//bench:resnet50", "--config=cpu", f"--config=imagenet_path={images}")
     assert done.returncode == 1
@@ -88,7 +72,7 @@ def test_offline_cpu_run_fails_at_the_download_pointing_at_distdir(setup):
     assert "--distdir" in done.stderr
 
 
-def test_runs_from_a_distdir_and_an_image_folder(setup):
+def test_runs_from_a_distdir_and_an_image_folder(setup, mlbuild):
     root, distdir, images, cache = setup
     done = mlbuild(root, cache, "test", "//bench:resnet50", f"--config=cpu,batch_size=4,imagenet_path={images}",
                    "--distdir", str(distdir))
@@ -101,7 +85,7 @@ def test_runs_from_a_distdir_and_an_image_folder(setup):
     assert "] built //models:resnet50_onnx" in done.stderr  # from the distdir, verified
 
 
-def test_a_changed_image_reruns_preprocessing_only_downstream(setup):
+def test_a_changed_image_reruns_preprocessing_only_downstream(setup, mlbuild):
     root, distdir, images, cache = setup
     first = next(images.glob("*.JPEG"))
     from PIL import Image
