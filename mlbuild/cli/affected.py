@@ -23,7 +23,7 @@ from ..loading.workspace import ROOT_FILE, Workspace
 from ..toolchains import ToolchainRegistry
 from .main import cli
 from .options import config_option
-from .session import Session
+from .session import Session, config_tokens
 
 
 @cli.command()
@@ -54,7 +54,7 @@ def _graph_prints(root: Path, configs, session: Session) -> dict:
     if not (root / ROOT_FILE).is_file():
         return {}
     workspace = Workspace(root)
-    configuration = workspace.configs.resolve([t for text in configs for t in text.split(",") if t])
+    configuration = workspace.configs.resolve(config_tokens(configs))
     registry = ToolchainRegistry(workspace.toolchain_decls, session.cache.root)
     labels = workspace.expand(["//..."])
     graph = Analyzer(workspace, configuration, DeclaredToolchains(registry)).analyze(labels)

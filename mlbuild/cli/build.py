@@ -15,12 +15,12 @@ from ..execution.builder import TEST_FAILED, point_convenience_link
 from ..junit import write_junit
 from ..loading.workspace import find_workspace_root
 from ..profile import TraceRecorder
-from ..progress import make_progress, summary_line
-from ..storage.local import default_cache_dir
+from ..progress import make_progress, summary_line, summary_text
+from ..toolchains.host import gpus
 from .completion import complete_labels
 from .main import cli
 from .options import build_options, make_remote, to_build_options
-from .session import Session
+from .session import Session, config_tokens
 
 
 def _start(ctx, targets, kwargs):
@@ -33,7 +33,7 @@ def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
     progress = make_progress(len(graph))
     trace = TraceRecorder() if kwargs.get("profile") else None
     remote = make_remote(kwargs, session.workspace.settings, lambda message: progress.message(f"warning: {message}"))
-    builder = session.builder(to_build_options(kwargs, _detected_gpus()), progress, remote=remote,
+    builder = session.builder(to_build_options(kwargs, len(gpus())), progress, remote=remote,
                               observers=[trace] if trace else ())
     try:
         summary = builder.build(graph, tests=tests, force=force)
@@ -54,16 +54,6 @@ def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
     return builder, summary
 
 
-def _detected_gpus() -> int:
-    import shutil
-    import subprocess
-
-    if not shutil.which("nvidia-smi"):
-        return 0
-    done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    return sum(1 for line in done.stdout.splitlines() if line.startswith("GPU ")) if done.returncode == 0 else 0
-
-
 def _without_tests(graph):
     """Drop test actions nothing depends on: `build` builds what tests need, not the tests."""
     needed = {dep for target in graph.values() for dep in target.deps}
@@ -78,14 +68,13 @@ def build(ctx, targets, **kwargs):
     """Build TARGETS (labels or patterns like //pkg/... and //...)."""
     start = time.monotonic()
     root = find_workspace_root(Path(ctx.obj.workspace or ".").resolve())
-    request = ["build", sorted(targets), list(kwargs["configs"]), str(ctx.obj.cache_dir or default_cache_dir())]
+    request = ["build", sorted(targets), config_tokens(kwargs["configs"]), str(ctx.obj.cache_root())]
     recorded = noop.check(root, request)
     if recorded is not None:
         targets_count, output_root = recorded
         point_convenience_link(root, root / output_root)
-        click.echo(f"Build OK: {targets_count} targets, 0 executed, {targets_count} cached "
-                   f"({targets_count} up to date, 0 local hits), 0 remote hits in {time.monotonic() - start:.2f}s",
-                   err=True)
+        click.echo(summary_text(targets=targets_count, executed=0, up_to_date=targets_count, hits=0, remote=0,
+                                failed=0, skipped=0, wall_s=time.monotonic() - start), err=True)
         return
     session, labels, graph = _start(ctx, targets, kwargs)
     graph = _without_tests(graph)

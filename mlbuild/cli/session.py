@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis.analyzer import Analyzer
@@ -20,7 +20,14 @@ class GlobalOptions:
     workspace: str | None = None
     cache_dir: str | None = None
     verbose: bool = False
-    configs: list[str] = field(default_factory=list)
+
+    def cache_root(self) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+
+
+def config_tokens(configs) -> list[str]:
+    """`--config=cuda,int8 --config=batch_size=8` → ["cuda", "int8", "batch_size=8"]."""
+    return [t.strip() for text in configs for t in text.split(",") if t.strip()]
 
 
 def log(message: str) -> None:
@@ -32,9 +39,8 @@ class Session:
         self.options = options
         start = Path(options.workspace) if options.workspace else Path.cwd()
         self.workspace = Workspace(find_workspace_root(start.resolve()))
-        self.cache = LocalCache(Path(options.cache_dir).expanduser() if options.cache_dir else default_cache_dir())
-        tokens = [t.strip() for text in configs for t in text.split(",") if t.strip()]
-        self.configuration = self.workspace.configs.resolve(tokens)
+        self.cache = LocalCache(options.cache_root())
+        self.configuration = self.workspace.configs.resolve(config_tokens(configs))
         self.toolchains = ToolchainRegistry(self.workspace.toolchain_decls, self.cache.root, log)
 
     def analyze(self, patterns: list[str]):

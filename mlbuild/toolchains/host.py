@@ -59,17 +59,18 @@ def detect_cuda(name: str, decl: dict) -> ResolvedToolchain:
         raise ToolchainMissing(f"could not read the CUDA release from '{nvcc} --version'")
     version = match.group(1)
     check_version(name, version, decl.get("version"))
-    gpus = _gpus()
-    if decl.get("require_gpu", True) and not gpus:
+    visible = gpus()
+    if decl.get("require_gpu", True) and not visible:
         raise ToolchainMissing(f"CUDA {version} (nvcc) is installed but no NVIDIA GPU is visible (nvidia-smi found none)")
-    fingerprint = {"kind": "cuda", "version": version, "gpus": gpus}
+    fingerprint = {"kind": "cuda", "version": version, "gpus": visible}
     return ResolvedToolchain(
         name, "cuda", fingerprint, paths={"nvcc": nvcc},
         env={"CUDA_HOME": str(Path(nvcc).parent.parent)}, bin_dirs=(str(Path(nvcc).parent),),
     )
 
 
-def _gpus() -> list[dict]:
+def gpus() -> list[dict]:
+    """The visible NVIDIA GPUs (name, compute capability, driver); none without nvidia-smi."""
     try:
         out = run_probe(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"])
     except ToolchainMissing:
@@ -95,7 +96,7 @@ def detect_tensorrt(name: str, decl: dict) -> ResolvedToolchain:
     version = f"{number // 10000}.{number // 100 % 100}.{number % 100}"
     check_version(name, version, decl.get("version"))
     return ResolvedToolchain(
-        name, "tensorrt", {"kind": "tensorrt", "version": version, "gpus": _gpus()},
+        name, "tensorrt", {"kind": "tensorrt", "version": version, "gpus": gpus()},
         paths={"trtexec": trtexec}, bin_dirs=(str(Path(trtexec).parent),),
     )
 

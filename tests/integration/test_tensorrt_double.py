@@ -113,9 +113,9 @@ def test_engine_flags_from_the_configuration_reach_trtexec(workspace):
 
 
 def test_cuda_requiring_a_gpu_fails_before_anything_runs(workspace):
-    from mlbuild.toolchains.host import _gpus
+    from mlbuild.toolchains.host import gpus
 
-    if _gpus():
+    if gpus():
         pytest.skip("a GPU is visible: require_gpu is satisfied here")
     ws = workspace(files("{kind: cuda}"))
     result = ws("build", "//eng:trt", "--config=int8,batch_size=16")
