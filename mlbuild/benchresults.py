@@ -1,11 +1,12 @@
 """Reads what a benchmark action left behind (LoadGen's summary, the harness's result.json) and judges it.
 
 LoadGen is the authority on a run: mlperf_log_summary.txt says whether it is VALID and what it
-measured. The harness (rules/support/loadgen_harness.py, which cannot import mlbuild) only adds
-what LoadGen cannot know: its calibration, the raw engine throughput and the accuracy computed
-from mlperf_log_accuracy.json. `load_bench_result` merges the two into one flat dict, `judge`
-turns it and a target's thresholds into a pass/fail `Verdict`, and the same dict feeds the
-tables the CLI prints.
+measured. The task's accuracy checker is the authority on accuracy: accuracy.txt holds its
+official line (`accuracy=XX.XXX%, good=N, total=N`). The harness (rules/support/loadgen_harness.py,
+which cannot import mlbuild) only adds what neither can know: its calibration, the raw engine
+throughput, and settings.json (official and effective settings, run style). `load_bench_result`
+merges these into one flat dict, `judge` turns it and a target's thresholds into a pass/fail
+`Verdict`, and the same dict feeds the tables the CLI prints.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from dataclasses import dataclass, field
 from mlbuild.errors import ActionError
 
 SUMMARY_FILE = "mlperf_log_summary.txt"
+ACCURACY_FILE = "accuracy.txt"
+SETTINGS_FILE = "settings.json"
 
 _RULE = re.compile(r"^=+$")
 _KEY_VALUE = re.compile(r"^\s*(?P<key>[^:]+?)\s*:\s*(?P<value>.*?)\s*$")
 _PERCENTILE = re.compile(r"^(?P<pct>\d+(?:\.\d+)?) percentile latency \(ns\)$")
 _HEADLINE = re.compile(r"^(?P<pct>\d+(?:\.\d+)?)th percentile latency \(ns\)$")
+_ACCURACY_LINE = re.compile(r"^accuracy=(?P<pct>[\d.]+)%, good=(?P<good>\d+), total=(?P<total>\d+)")
 _COUNT = re.compile(r"^(?:(?P<n>\d+)|No) (?P<kind>warning|error)s? encountered", re.IGNORECASE)
 
 _CHECKS = {
@@ -167,11 +171,25 @@ def read_summary(path: str) -> dict:
     return parse_summary(text, source=path)
 
 
+def read_accuracy(path: str) -> dict:
+    """The official line of an accuracy checker's accuracy.txt: {accuracy (0..1), good, total}."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline().strip()
+    except OSError as e:
+        raise SummaryError(f"cannot read accuracy checker output {path}: {e.strerror or e}") from e
+    match = _ACCURACY_LINE.match(first)
+    if not match:
+        raise SummaryError(f"{path}: expected 'accuracy=XX.XXX%, good=N, total=N', got {first[:80]!r}")
+    return {"accuracy": float(match["pct"]) / 100, "good": int(match["good"]), "total": int(match["total"])}
+
+
 def load_bench_result(out_dir: str, result_path: str | None = None) -> dict:
     """One flat dict for a benchmark run: the harness's result.json overlaid with LoadGen's summary.
 
-    Keys: everything result.json holds (scenario, mode, accuracy, samples, calibration,
-    raw_samples_per_second, engine, loadgen_version, ...) plus valid, result, samples_per_second,
+    Keys: everything result.json holds (scenario, mode, calibration, raw_samples_per_second, engine,
+    loadgen_version, run_style, ...), accuracy and samples from accuracy.txt where the accuracy
+    checker wrote one, settings (settings.json), plus valid, result, samples_per_second,
     scheduled_samples_per_second, latency_ns, loadgen (the whole parsed summary) and
     harness_overhead (LoadGen samples/s over raw engine samples/s, where both exist; 1.0 means the
     harness costs nothing).
@@ -197,6 +215,14 @@ def load_bench_result(out_dir: str, result_path: str | None = None) -> dict:
         "loadgen": summary,
     })
     merged.setdefault("scenario", summary["scenario"])
+    accuracy_path = os.path.join(out_dir, ACCURACY_FILE)
+    if os.path.exists(accuracy_path):
+        scored = read_accuracy(accuracy_path)
+        merged.update(accuracy=scored["accuracy"], samples=scored["total"])
+    settings_path = os.path.join(out_dir, SETTINGS_FILE)
+    if os.path.exists(settings_path):
+        with open(settings_path, encoding="utf-8") as f:
+            merged["settings"] = json.load(f)
     raw = merged.get("raw_samples_per_second")
     if summary["samples_per_second"] and raw:
         merged["harness_overhead"] = summary["samples_per_second"] / raw

@@ -1,5 +1,6 @@
 """The rule kinds, one module each, looked up by the `rule:` attribute of a target."""
 
+from .accuracy import AccuracyCheckerRule
 from .alias import AliasRule, GroupRule
 from .base import ConfiguredTarget, Rule, RuleContext
 from .bench import BenchRule
@@ -10,7 +11,8 @@ from .python import PythonRule
 
 RULES: dict[str, Rule] = {
     rule.name: rule
-    for rule in (CommandRule(), PythonRule(), DownloadRule(), EngineRule(), BenchRule(), AliasRule(), GroupRule())
+    for rule in (CommandRule(), PythonRule(), DownloadRule(), EngineRule(), BenchRule(),
+                 AccuracyCheckerRule(), AliasRule(), GroupRule())
 }
 
 __all__ = ["RULES", "ConfiguredTarget", "Rule", "RuleContext"]

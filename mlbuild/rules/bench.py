@@ -1,14 +1,18 @@
 """`bench`: a test-like action that runs an engine under the real MLPerf LoadGen and judges it.
 
-One action runs the harness once per mode (performance, accuracy) into `<mode>/` with
-LoadGen's standard logs; the bench executor then reads `mlperf_log_summary.txt` and the
-harness's result.json and passes the target only if LoadGen says VALID, accuracy reaches
-`accuracy_reference * accuracy_ratio` (MLPerf's 99 % of the fp32 reference) or
-`min_accuracy`, and the optional performance floors hold. Passing results are cached like
-Bazel caches test results; failures never are.
+Settings are MLPerf's: LoadGen's built-in mlperf.conf for `model_name` and the scenario, plus one
+user.conf the harness writes (calibrated targets, the keys declared in `user_conf`, and in run
+style `test` the lowered durations of a short run, labeled not valid for submission; run style
+`valid` lowers nothing). One action runs the harness once per mode (performance, then accuracy
+with the same user.conf) into `<mode>/` with LoadGen's standard logs, user.conf and
+settings.json, then the `accuracy_checker` target's script on the accuracy log into
+`accuracy/accuracy.txt`. The verdict passes the target only if LoadGen says VALID, the accuracy
+in accuracy.txt reaches `accuracy_reference * accuracy_ratio` (MLPerf's 99 % of the fp32
+reference) or `min_accuracy`, and the optional performance floors hold. Passing results are
+cached like Bazel caches test results; failures never are.
 
-Calibration is not left to the user: without `target_qps`/`target_latency_ms` the harness
-measures the engine for a short warm-up and sets LoadGen's expected QPS/latency from that.
+Calibration is not left to the user: without a declared `target_qps`/`target_latency` the harness
+measures the engine for a short warm-up and writes LoadGen's expected QPS/latency from that.
 """
 
 from __future__ import annotations
@@ -16,73 +20,96 @@ from __future__ import annotations
 import shlex
 
 from ..actions import Action, Resources
-from ..errors import BuildFileError
+from ..errors import BuildFileError, did_you_mean
+from ..loading.labels import Label
 from .base import Attr, ConfiguredTarget, RuleContext
 from .command import CommandRule
 from .engine import dep_file, support_script
 
 SCENARIOS = ("Offline", "SingleStream", "MultiStream", "Server")
 MODES = ("performance", "accuracy")
-_SETTINGS = {
-    "min_duration_ms": "--min-duration-ms", "max_duration_ms": "--max-duration-ms",
-    "min_query_count": "--min-query-count", "target_qps": "--target-qps",
-    "samples_per_query": "--samples-per-query", "performance_sample_count": "--performance-sample-count",
-    "calibration_seconds": "--calibration-seconds", "raw_seconds": "--raw-seconds",
-}
+RUN_STYLES = ("test", "valid")
+# The keys LoadGen reads from a user.conf (test_settings_internal.cc), for `model.scenario.KEY = value`.
+USER_CONF_KEYS = frozenset({
+    "target_qps", "target_latency", "target_latency_percentile", "min_duration", "max_duration",
+    "min_query_count", "max_query_count", "performance_sample_count_override", "accuracy_sample_count_override",
+    "samples_per_query", "coalesce_queries", "max_async_queries", "print_timestamps", "qsl_rng_seed",
+    "sample_index_rng_seed", "schedule_rng_seed", "accuracy_log_rng_seed", "accuracy_log_probability",
+    "accuracy_log_sampling_target", "performance_issue_unique", "performance_issue_same",
+    "performance_issue_same_index", "sample_concatenate_permutation",
+})
+
+
+def harness_command(python: str, harness: str, *, engine: str, dataset: str, scenario: str, batch_size: str,
+                    threads: str, model_name: str, run_style: str, user_conf: dict, calibration_seconds: float,
+                    raw_seconds: float) -> list[str]:
+    """The harness argv every run of a bench shares (its compliance runs too); mode and paths follow."""
+    argv = [python, harness, "--engine", engine, "--dataset", dataset, "--scenario", scenario,
+            "--batch-size", batch_size, "--threads", threads, "--model-name", model_name, "--run-style", run_style,
+            "--calibration-seconds", str(calibration_seconds), "--raw-seconds", str(raw_seconds)]
+    for key, value in sorted(user_conf.items()):
+        argv += ["--conf", f"{key}={value}"]
+    return argv
 
 
 class BenchRule(CommandRule):
     name = "bench"
-    version = 1
+    version = 2
     attrs = {
         "engine": Attr("str", required=True, doc="'LABEL' of an engine target (also in deps)"),
         "dataset": Attr("str", required=True, doc="'LABEL FILE' of an npz with x and y (also in deps)"),
         "toolchain": Attr("str", required=True, doc="python toolchain with mlperf_loadgen and the runtime"),
+        "model_name": Attr("str", required=True, doc="MLPerf model name in mlperf.conf (resnet50, ...)"),
         "scenario": Attr("str", "{{config:scenario}}"),
+        "run_style": Attr("str", "{{config:run_style}}", doc="test (short, not valid for submission) or valid"),
         "modes": Attr("list", list(MODES)),
         "batch_size": Attr("str", "1"),
+        "accuracy_checker": Attr("str", doc="label of an accuracy_checker target (also in deps)"),
         "accuracy_reference": Attr("float", doc="fp32 reference accuracy (0..1)"),
         "accuracy_ratio": Attr("float", 0.99, doc="required share of the reference (MLPerf: 0.99)"),
         "min_accuracy": Attr("float"),
         "min_qps": Attr("float"),
         "max_latency_p99_ms": Attr("float"),
-        "target_latency_ms": Attr("float", doc="SingleStream/MultiStream expected latency (else measured)"),
-        "server_target_latency_ms": Attr("float"),
-        "settings": Attr("dict", {}, doc="LoadGen settings: " + ", ".join(_SETTINGS)),
-        "label_offset": Attr("int", 0, doc="predicted class minus this is the label (1 for a background class)"),
+        "user_conf": Attr("dict", {}, doc="user.conf keys for this model and scenario (target_qps, min_duration, ...)"),
+        "calibration_seconds": Attr("float", 0.5),
+        "raw_seconds": Attr("float", 0.5, doc="raw engine throughput run after Offline performance"),
     }
 
     def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
         attrs = ctx.attrs
-        scenario = ctx.expand(str(attrs["scenario"]), "scenario")
-        if scenario not in SCENARIOS:
-            raise BuildFileError(f"unknown LoadGen scenario '{scenario}'", ctx.where("scenario"),
-                                 f"scenarios: {', '.join(SCENARIOS)}")
+        scenario = self._choice(ctx, "scenario", SCENARIOS, "LoadGen scenario")
+        run_style = self._choice(ctx, "run_style", RUN_STYLES, "run style")
         modes = list(attrs["modes"])
         for mode in modes:
             if mode not in MODES:
                 raise BuildFileError(f"unknown bench mode '{mode}'", ctx.where("modes"), f"modes: {', '.join(MODES)}")
+        user_conf = {}
+        for key, value in (attrs["user_conf"] or {}).items():
+            if key not in USER_CONF_KEYS:
+                raise BuildFileError(f"'{key}' is not a LoadGen user.conf key", ctx.where("user_conf"),
+                                     did_you_mean(key, USER_CONF_KEYS) or f"keys: {', '.join(sorted(USER_CONF_KEYS))}")
+            user_conf[key] = ctx.expand(str(value), "user_conf")
+        checker = self._checker(ctx) if "accuracy" in modes else None
         engine, dataset = dep_file(ctx, "engine"), dep_file(ctx, "dataset")
         harness = support_script("loadgen_harness.py")
         python = ctx.expand(f"{{{{toolchain:{attrs['toolchain']}.python}}}}", "toolchain")
-        threads = str(max(1, int(ctx.resources().cpus)))
-        common = [python, harness[0], "--engine", engine, "--dataset", dataset, "--scenario", scenario,
-                  "--batch-size", ctx.expand(str(attrs["batch_size"]), "batch_size"), "--threads", threads]
-        for key, value in (attrs["settings"] or {}).items():
-            if key not in _SETTINGS:
-                raise BuildFileError(f"unknown LoadGen setting '{key}'", ctx.where("settings"),
-                                     f"settings: {', '.join(_SETTINGS)}")
-            common += [_SETTINGS[key], ctx.expand(str(value), "settings")]
-        if attrs["label_offset"]:
-            common += ["--label-offset", str(attrs["label_offset"])]
-        if attrs["target_latency_ms"] is not None:
-            common += ["--target-latency-ns", str(int(attrs["target_latency_ms"] * 1e6))]
-        if attrs["server_target_latency_ms"] is not None:
-            common += ["--server-target-latency-ns", str(int(attrs["server_target_latency_ms"] * 1e6))]
+        common = harness_command(
+            python, harness[0], engine=engine, dataset=dataset, scenario=scenario,
+            batch_size=ctx.expand(str(attrs["batch_size"]), "batch_size"),
+            threads=str(max(1, int(ctx.resources().cpus))), model_name=ctx.expand(attrs["model_name"], "model_name"),
+            run_style=run_style, user_conf=user_conf, calibration_seconds=attrs["calibration_seconds"],
+            raw_seconds=attrs["raw_seconds"],
+        )
         outdir = ctx.outdir
-        runs = {mode: [*common, "--mode", mode, "--out-dir", f"{outdir}/{mode}", "--result", f"{outdir}/{mode}/result.json"]
-                for mode in modes}
-        script = "set -e\n" + "\n".join(shlex.join(argv) for argv in runs.values())
+        lines = []
+        for mode in modes:
+            argv = [*common, "--mode", mode, "--out-dir", f"{outdir}/{mode}", "--result", f"{outdir}/{mode}/result.json"]
+            if mode == "accuracy" and "performance" in modes:  # MLPerf: both runs under one user.conf
+                argv += ["--user-conf-from", f"{outdir}/performance/user.conf"]
+            lines.append(shlex.join(argv))
+        if checker is not None:
+            lines.append(shlex.join([python, *checker.argv, "--log", f"{outdir}/accuracy/mlperf_log_accuracy.json",
+                                     "--out", f"{outdir}/accuracy/accuracy.txt"]))
         threshold = attrs["min_accuracy"]
         if threshold is None and attrs["accuracy_reference"] is not None:
             threshold = attrs["accuracy_reference"] * attrs["accuracy_ratio"]
@@ -93,10 +120,15 @@ class BenchRule(CommandRule):
         resources = ctx.resources()
         if not attrs["resources"]:  # a benchmark measures the machine: alone on it unless told otherwise
             resources = Resources(cpus=resources.cpus, exclusive=True)
+        # The checker itself has no outputs: the action reads its script and ground truth instead.
+        extra_deps = [Label.parse(d) for d in (checker.deps if checker else ())]
+        deps = tuple(dict.fromkeys([*ctx.deps, *extra_deps]))
+        action_deps = [d for d in deps if d not in ctx.deps or "accuracy_checker" not in ctx.deps[d].info]
+        sources = [*ctx.sources(), harness, *(checker.sources if checker else ())]
         action = self.action(
-            ctx, ("/bin/bash", "-c", script), [], [f"{outdir}/{mode}" for mode in modes], mnemonic="Bench",
-            sources=[*ctx.sources(), harness], executor="bench", resources=resources,
-            params=tuple(sorted((k, v) for k, v in judge.items())),
+            ctx, ("/bin/bash", "-c", "set -e\n" + "\n".join(lines)), [], [f"{outdir}/{mode}" for mode in modes],
+            mnemonic="Bench", sources=sources, executor="bench", resources=resources,
+            params=tuple(sorted((k, v) for k, v in judge.items())), deps=action_deps,
         )
         foreground_mode = "performance" if "performance" in modes else modes[0]
         run_action = Action(
@@ -108,7 +140,32 @@ class BenchRule(CommandRule):
             tags=("no-cache",),
         )
         return ConfiguredTarget(
-            label=ctx.label, rule=self.name, deps=tuple(ctx.deps), action=action,
+            label=ctx.label, rule=self.name, deps=deps, action=action,
             output_dirs=tuple(modes), run_action=run_action, is_test=True,
-            groups_read=frozenset(ctx.groups_read), info={"scenario": scenario},
+            groups_read=frozenset(ctx.groups_read),
+            info={"scenario": scenario, "run_style": run_style, "modes": modes, "harness": common,
+                  "model_name": ctx.expand(attrs["model_name"], "model_name"), "accuracy_checker": checker,
+                  "accuracy_threshold": threshold},
         )
+
+    @staticmethod
+    def _choice(ctx: RuleContext, attr: str, allowed: tuple, what: str) -> str:
+        value = ctx.expand(str(ctx.attrs[attr]), attr)
+        if value not in allowed:
+            raise BuildFileError(f"unknown {what} '{value}'", ctx.where(attr), f"{attr}: {', '.join(allowed)}")
+        return value
+
+    @staticmethod
+    def _checker(ctx: RuleContext):
+        text = ctx.attrs["accuracy_checker"]
+        if not text:
+            raise BuildFileError(f"{ctx.label} runs in accuracy mode but names no accuracy_checker",
+                                 ctx.where("modes"), "add accuracy_checker: LABEL of an accuracy_checker target, "
+                                 "or set modes: [performance]")
+        label = Label.parse(text, ctx.label.package, ctx.where("accuracy_checker"))
+        target = ctx.deps.get(label)
+        checker = target.info.get("accuracy_checker") if target is not None else None
+        if checker is None:
+            raise BuildFileError(f"accuracy_checker {label} is not an accuracy_checker target in deps of {ctx.label}",
+                                 ctx.where("accuracy_checker"), "add it to deps")
+        return checker

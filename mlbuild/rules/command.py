@@ -52,7 +52,7 @@ class CommandRule(Rule):
         return tuple(ctx.expand(str(a), attr) for a in argv)
 
     def action(self, ctx, argv, outputs, output_dirs, mnemonic, env_extra=None, sources=None, resources=None,
-               **extra) -> Action:
+               deps=None, **extra) -> Action:
         sources = tuple((ctx.sources() + ctx.data_sources()) if sources is None else sources)
         if ctx.missing_data:
             extra.update(executor="unavailable", params=(("reason", ctx.missing_data),))
@@ -61,7 +61,7 @@ class CommandRule(Rule):
             argv=tuple(ctx.abstract(a) for a in argv), env=ctx.action_env(env_extra),
             toolchain_roots=ctx.toolchain_roots(),
             sources=sources,
-            deps=tuple(str(d) for d in ctx.deps), outputs=tuple(outputs), output_dirs=tuple(output_dirs),
+            deps=tuple(str(d) for d in (ctx.deps if deps is None else deps)), outputs=tuple(outputs), output_dirs=tuple(output_dirs),
             toolchains=ctx.toolchain_digests(), resources=resources or ctx.resources(),
             timeout_s=ctx.attrs.get("timeout"), tags=tuple(ctx.attrs["tags"]), **extra,
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlbuild.benchresults import (SummaryError, Verdict, judge, load_bench_result, parse_summary,
+from mlbuild.benchresults import (SummaryError, Verdict, judge, load_bench_result, parse_summary, read_accuracy,
                                   read_summary)
 from mlbuild.errors import EXIT_BUILD_FAILED
 
@@ -16,7 +16,8 @@ pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "mlbuild" / "rules" / "support" / "loadgen_harness.py"
-SHORT = ["--min-duration-ms", 300, "--min-query-count", 64, "--calibration-seconds", 0.2, "--raw-seconds", 0.2]
+CHECKER = REPO / "mlbuild" / "rules" / "support" / "accuracy_imagenet.py"
+SHORT = ["--model-name", "tiny", "--conf", "min_duration=300", "--calibration-seconds", 0.2, "--raw-seconds", 0.2]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,12 @@ def runs(tmp_path_factory):
                                "--result", str(result), "--batch-size", "16", *map(str, SHORT), *map(str, extra)],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
+        if mode == "accuracy":
+            subprocess.run([sys.executable, str(CHECKER), "--log", str(out_dir / "mlperf_log_accuracy.json"),
+                            "--ground-truth", str(data), "--out", str(out_dir / "accuracy.txt")], check=True)
         return out_dir, result
 
-    return {"offline": run("offline", "Offline"), "invalid": run("invalid", "Offline", "--target-qps", 500),
+    return {"offline": run("offline", "Offline"), "invalid": run("invalid", "Offline", "--conf", "target_qps=500"),
             "single": run("single", "SingleStream"), "accuracy": run("accuracy", "Offline", mode="accuracy")}
 
 
@@ -94,6 +98,7 @@ def test_accuracy_summary_has_no_verdict(runs):
     assert summary["has_results"] is False and summary["valid"] is None and summary["errors"] == 0
     merged = load_bench_result(str(out_dir), str(result))
     assert merged["mode"] == "accuracy" and merged["samples"] == 200
+    assert merged["accuracy"] == read_accuracy(str(out_dir / "accuracy.txt"))["accuracy"]  # the checker's number
     assert judge(merged, accuracy_threshold=0.0).passed
     verdict = judge(merged, accuracy_threshold=1.01)
     assert not verdict.passed and "accuracy" in verdict.reasons[0]
@@ -123,6 +128,14 @@ def test_judge_thresholds(runs):
     invalid = load_bench_result(str(runs["invalid"][0]), str(runs["invalid"][1]))
     verdict = judge(invalid, accuracy_threshold=None, min_qps=None, max_latency_p99_ns=None)
     assert not verdict.passed and verdict.reasons == ["LoadGen result INVALID (min duration not satisfied)"]
+
+
+def test_accuracy_txt_in_another_format_is_a_clear_error(tmp_path):
+    (tmp_path / "accuracy.txt").write_text("top1 = 0.97\n")
+    with pytest.raises(SummaryError, match="expected 'accuracy=XX.XXX%, good=N, total=N'"):
+        read_accuracy(str(tmp_path / "accuracy.txt"))
+    (tmp_path / "accuracy.txt").write_text("accuracy=97.250%, good=389, total=400\nhash=abc\n")
+    assert read_accuracy(str(tmp_path / "accuracy.txt")) == {"accuracy": 0.9725, "good": 389, "total": 400}
 
 
 def test_truncated_garbage_and_missing_summaries_are_clear_errors(runs, tmp_path):

@@ -16,7 +16,9 @@ DIGITS = REPO / "targets" / "digits"
 SUPPORT = REPO / "mlbuild" / "rules" / "support"
 HARNESS = SUPPORT / "loadgen_harness.py"
 # Short runs: enough for LoadGen's early-stopping minimums (64 SingleStream / 662 MultiStream queries).
-SHORT = ["--min-duration-ms", 300, "--min-query-count", 64, "--calibration-seconds", 0.2, "--raw-seconds", 0.2]
+CHECKER = SUPPORT / "accuracy_imagenet.py"
+# Run style `test` (the default) lowers min_query_count to 64, enough for LoadGen's early-stopping minimums.
+SHORT = ["--conf", "min_duration=300", "--calibration-seconds", 0.2, "--raw-seconds", 0.2]
 
 
 def run_script(path: Path, *args, expect: int = 0, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -47,11 +49,12 @@ def digits(tmp_path_factory):
     return {"val": d / "val.npz", "engine": d / "engine.onnx", "dir": d}
 
 
-def harness(digits, tmp_path, scenario, *extra, mode="performance", expect=0, engine=None, dataset=None):
+def harness(digits, tmp_path, scenario, *extra, mode="performance", expect=0, engine=None, dataset=None,
+            model="digits"):
     out_dir, result = tmp_path / "logs", tmp_path / "result" / "result.json"
     proc = run_script(HARNESS, "--engine", engine or digits["engine"], "--dataset", dataset or digits["val"],
                       "--scenario", scenario, "--mode", mode, "--out-dir", out_dir, "--result", result,
-                      "--batch-size", 32, "--threads", 1, *SHORT, *extra, expect=expect)
+                      "--batch-size", 32, "--threads", 1, "--model-name", model, *SHORT, *extra, expect=expect)
     return proc, out_dir, (json.loads(result.read_text()) if expect == 0 else None)
 
 
@@ -85,27 +88,76 @@ def test_performance_run_is_valid_with_auto_calibration(digits, tmp_path, scenar
 
 
 @pytest.mark.parametrize("scenario", ["Offline", "Server"])
-def test_accuracy_mode_scores_every_sample(digits, tmp_path, scenario):
+def test_accuracy_mode_logs_every_sample_and_the_checker_scores_it(digits, tmp_path, scenario):
     _, out_dir, result = harness(digits, tmp_path, scenario, mode="accuracy")
-    assert result["samples"] == 360
-    assert result["accuracy"] >= 0.93
     entries = json.loads((out_dir / "mlperf_log_accuracy.json").read_text())
     assert sorted(e["qsl_idx"] for e in entries) == list(range(360))
+    proc = run_script(CHECKER, "--log", out_dir / "mlperf_log_accuracy.json", "--ground-truth", digits["val"],
+                      "--out", out_dir / "accuracy.txt")
+    line = (out_dir / "accuracy.txt").read_text().strip()
+    assert proc.stdout.strip() == line
+    match = re.fullmatch(r"accuracy=(\d+\.\d{3})%, good=(\d+), total=360", line)
+    assert match and float(match[1]) >= 93.0
+    assert int(match[2]) == round(float(match[1]) * 360 / 100)
+
+
+def test_checker_refuses_a_log_without_ground_truth(digits, tmp_path):
+    _, out_dir, _ = harness(digits, tmp_path, "Offline", mode="accuracy")
+    short = tmp_path / "short.npz"
+    np.savez(short, x=np.zeros((10, 1, 8, 8), np.float32), y=np.zeros(10, np.int64))
+    proc = run_script(CHECKER, "--log", out_dir / "mlperf_log_accuracy.json", "--ground-truth", short,
+                      "--out", tmp_path / "accuracy.txt", expect=2)
+    assert "350 sample(s) have no ground truth" in proc.stderr
+    assert not (tmp_path / "accuracy.txt").exists()
+
+
+def test_settings_come_from_mlperf_conf_and_one_user_conf(digits, tmp_path):
+    proc, out_dir, result = harness(digits, tmp_path, "Offline")
+    user_conf = (out_dir / "user.conf").read_text()
+    assert "NOT VALID FOR SUBMISSION" in user_conf
+    assert "digits.Offline.min_query_count = 64" in user_conf  # lowered by run style test
+    assert "digits.Offline.min_duration = 300" in user_conf  # declared
+    assert re.search(r"^digits\.Offline\.target_qps = [\d.e+]+$", user_conf, re.MULTILINE)  # calibrated
+    settings = json.loads((out_dir / "settings.json").read_text())
+    assert settings["in_mlperf_conf"] is False and settings["division"] == "open"
+    assert "no entry in LoadGen's mlperf.conf" in proc.stderr
+    assert settings["official"]["min_duration_ms"] == 600000 and settings["effective"]["min_duration_ms"] == 300
+    assert {item["key"] for item in settings["non_submittable"]} == {"min_duration_ms", "min_query_count"}
+    assert result["valid_for_submission"] is False and result["run_style"] == "test"
+    detail = (out_dir / "mlperf_log_detail.txt").read_text()
+    assert '"key": "effective_min_duration_ms", "value": 300' in detail  # LoadGen ran what the file says
+
+
+def test_valid_style_lowers_nothing_and_warns_about_declared_lowerings(digits, tmp_path):
+    """resnet50 is in mlperf.conf: its performance sample count (1024) exceeds the 360 samples here."""
+    proc, out_dir, result = harness(digits, tmp_path, "SingleStream", "--run-style", "valid",
+                                    "--conf", "min_query_count=64", model="resnet50")
+    user_conf = (out_dir / "user.conf").read_text()
+    assert "NOT VALID" not in user_conf and "Lowered by run style" not in user_conf
+    settings = json.loads((out_dir / "settings.json").read_text())
+    assert settings["in_mlperf_conf"] is True
+    assert settings["effective"]["performance_sample_count_override"] == 360
+    blocked = {item["key"] for item in settings["non_submittable"]}
+    assert blocked == {"min_duration_ms", "min_query_count", "performance_sample_count_override"}
+    assert "min_duration_ms = 300 (mlperf.conf: 600000) makes this result non-submittable" in proc.stderr
+    assert result["valid_for_submission"] is False
 
 
 def test_invalid_run_still_exits_0(digits, tmp_path):
-    """A given Offline QPS far below the real rate ends the run early: INVALID, judged by mlbuild, not here."""
-    _, out_dir, result = harness(digits, tmp_path, "Offline", "--target-qps", 1000)
+    """A declared Offline QPS far below the real rate ends the run early: INVALID, judged by mlbuild, not here."""
+    _, out_dir, result = harness(digits, tmp_path, "Offline", "--conf", "target_qps=1000")
     assert summary_field(out_dir, "Result is") == "INVALID"
-    assert result["calibration"]["source"] == "given"
+    assert result["calibration"]["source"] == "declared"
     assert result["calibration"]["settings"]["offline_expected_qps"] == 1000
 
 
-def test_engine_failing_mid_run_exits_1(digits, tmp_path):
+def test_a_batch_the_engine_cannot_take_is_named_before_loadgen_starts(digits, tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((40, 1, 4, 4), np.float32), y=np.zeros(40, np.int64))  # wrong input shape
-    proc, _, _ = harness(digits, tmp_path, "Offline", "--target-qps", 1000, dataset=bad, expect=1)
-    assert "engine failed during the run" in proc.stderr
+    proc, out_dir, _ = harness(digits, tmp_path, "Offline", dataset=bad, expect=2)
+    assert "cannot run a batch of shape [32, 1, 4, 4]" in proc.stderr
+    assert "model inputs:" in proc.stderr and "[" in proc.stderr.split("model inputs:")[1]
+    assert not (out_dir / "mlperf_log_summary.txt").exists()
 
 
 def test_bad_inputs_exit_2_with_a_message(digits, tmp_path):

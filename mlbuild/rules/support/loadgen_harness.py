@@ -1,15 +1,22 @@
 """Run an inference engine under the real MLPerf LoadGen and record what the harness itself measured.
 
 LoadGen writes its own verdict and numbers (mlperf_log_summary.txt, mlperf_log_detail.txt,
-mlperf_log_accuracy.json) into --out-dir; mlbuild parses those (mlbuild/benchresults.py). This
-script adds to --result only what LoadGen cannot know: the calibration it measured before the run,
-the raw engine throughput after it (Offline performance), and top-1 accuracy computed from
-mlperf_log_accuracy.json (accuracy mode).
+mlperf_log_accuracy.json) into --out-dir; mlbuild parses those (mlbuild/benchresults.py), and an
+accuracy checker scores mlperf_log_accuracy.json (accuracy_imagenet.py). This script adds to
+--result only what LoadGen cannot know: the calibration it measured before the run and the raw
+engine throughput after it (Offline performance).
 
-Control flow: parse args -> load dataset (npz keys x: NCHW float32, y: int64) and engine ->
-calibrate (a short timed run of the real model, unless targets are given) -> TestSettings ->
-StartTestWithLogSettings with a SUT (see `Sut` for where each scenario's work happens) ->
-accuracy / raw throughput -> result.json.
+Settings are MLPerf's, never hand-made: LoadGen's built-in mlperf.conf for --model-name and the
+scenario, plus exactly one user.conf that this script writes into --out-dir (the calibrated target
+QPS or latency, the keys the user declared with --conf, and for --run-style test the lowered
+durations that make a short run, labeled NOT VALID FOR SUBMISSION). settings.json beside it holds
+the official and the effective settings and every key that makes the result non-submittable.
+
+Control flow: parse args -> load dataset (npz keys x: NCHW float32, y: int64) and engine -> one
+batch of --batch-size through the engine -> official settings -> calibrate (a short timed run of
+the real model, unless targets are declared) -> user.conf -> TestSettings.FromConfig ->
+StartTestWithLogSettings with a SUT (see `Sut` for where each scenario's work happens) -> raw
+throughput -> result.json.
 
 Exit codes: 0 the run finished (even when LoadGen calls it INVALID: the judge is mlbuild);
 1 the run failed; 2 bad arguments or inputs; 3 a TensorRT engine without a usable TensorRT.
@@ -39,9 +46,9 @@ MODES = ("performance", "accuracy")
 # latency queries and stop once min_duration and min_query_count are met, so an expectation above the
 # real latency runs out of queries early (INVALID), one below it costs only memory. Server is judged
 # on its p99 latency against server_target_latency_ns, so it gets half the measured capacity and a
-# generous default bound: on 2 shared cores, stalls of other processes (~150 ms seen), not the model,
-# set the tail of a short run. That default makes a smoke test VALID; it is not an MLPerf latency
-# constraint, which a real benchmark passes with --server-target-latency-ns.
+# generous bound in run style `test`: on 2 shared cores, stalls of other processes (~150 ms seen), not
+# the model, set the tail of a short run. That bound makes a smoke test VALID; it is not MLPerf's
+# latency constraint, which a `valid` run keeps from mlperf.conf.
 OFFLINE_QPS_FACTOR = 1.5
 LATENCY_FACTOR = 0.5
 SERVER_QPS_FACTOR = 0.5
@@ -83,6 +90,9 @@ class OrtEngine:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(self.output_names, {self.input_name: batch})[0]
+
+    def describe_inputs(self) -> str:
+        return ", ".join(f"{i.name} {i.shape} {i.type}" for i in self.session.get_inputs())
 
 
 class TrtEngine:
@@ -138,6 +148,10 @@ class TrtEngine:
             result = out.cpu().numpy()
         return result
 
+    def describe_inputs(self) -> str:
+        low, _, high = self.engine.get_tensor_profile_shape(self.input_name, 0)
+        return f"{self.input_name} from {list(low)} to {list(high)}"
+
 
 def load_engine(path: str, threads: int):
     if not os.path.isfile(path):
@@ -169,18 +183,20 @@ def load_dataset(path: str) -> tuple[np.ndarray, np.ndarray]:
 # Calibration: a short timed run of the real engine, so targets never have to be guessed by hand.
 
 
-def _timed(fn, seconds: float, warmup: int = 3) -> tuple[int, float, list[float]]:
-    """Call fn repeatedly for about `seconds` after a few warm-up calls: (calls, elapsed s, per-call s)."""
+def _timed(fn, seconds: float, warmup: int = 3) -> tuple[int, float, list[float], float]:
+    """Call fn repeatedly for about `seconds` after a few warm-up calls:
+    (calls, elapsed s, per-call s, process CPU s), the warm-up counted in none of them."""
     for _ in range(warmup):
         fn()
     per_call = []
+    cpu = time.process_time()
     start = last = time.perf_counter()
     while last - start < seconds:
         fn()
         now = time.perf_counter()
         per_call.append(now - last)
         last = now
-    return len(per_call), last - start, per_call
+    return len(per_call), last - start, per_call, time.process_time() - cpu
 
 
 def calibrate(sut, n: int, scenario: str, samples_per_query: int, seconds: float) -> dict:
@@ -193,52 +209,105 @@ def calibrate(sut, n: int, scenario: str, samples_per_query: int, seconds: float
     out = {"seconds": seconds}
     if scenario in ("Offline", "Server"):
         order = rng.permutation(n)[:max(sut.batch_size, min(n, 4 * sut.batch_size))]  # LoadGen's order is random
-        _, _, per_call = _timed(lambda: sut.rehearse(order), seconds / 2)
+        _, _, per_call, _ = _timed(lambda: sut.rehearse(order), seconds / 2)
         out["offline_samples_per_second"] = len(order) / float(np.median(per_call))  # median: robust to stalls
     if scenario in ("SingleStream", "Server"):
         one = np.array([rng.integers(n)], dtype=np.intp)
-        _, _, per_call = _timed(lambda: sut.rehearse(one), seconds / 2)
+        _, _, per_call, _ = _timed(lambda: sut.rehearse(one), seconds / 2)
         out["single_sample_latency_ns"] = float(np.median(per_call) * 1e9)
     if scenario == "MultiStream":
         query = rng.permutation(np.arange(samples_per_query) % n)
-        _, _, per_call = _timed(lambda: sut.rehearse(query), seconds)
+        _, _, per_call, _ = _timed(lambda: sut.rehearse(query), seconds)
         out["query_latency_ns"] = float(np.median(per_call) * 1e9)
         out["samples_per_query"] = samples_per_query
     return out
 
 
-def apply_targets(settings, args, calibration: dict) -> dict:
-    """Fill the scenario's expectation fields from the flags, else from the calibration; returns them."""
-    used = {}
-    if args.scenario == "Offline":
-        qps = args.target_qps or OFFLINE_QPS_FACTOR * calibration["offline_samples_per_second"]
-        settings.offline_expected_qps = float(qps)
-        used["offline_expected_qps"] = float(qps)
-    elif args.scenario == "SingleStream":
-        ns = args.target_latency_ns or LATENCY_FACTOR * calibration["single_sample_latency_ns"]
-        settings.single_stream_expected_latency_ns = max(1, int(ns))
-        used["single_stream_expected_latency_ns"] = max(1, int(ns))
-    elif args.scenario == "MultiStream":
-        ns = args.target_latency_ns or LATENCY_FACTOR * calibration["query_latency_ns"]
-        settings.multi_stream_expected_latency_ns = max(1, int(ns))
-        settings.multi_stream_samples_per_query = args.samples_per_query
-        used["multi_stream_expected_latency_ns"] = max(1, int(ns))
-        used["multi_stream_samples_per_query"] = args.samples_per_query
-    else:  # Server
-        if args.target_qps:
-            qps = args.target_qps
-        else:
-            # Queries arrive one sample at a time; the worker batches what has queued up. Half of the
-            # slower of the batched rate and the one-sample rate keeps the queue short.
-            capacity = min(calibration["offline_samples_per_second"], 1e9 / calibration["single_sample_latency_ns"])
-            qps = SERVER_QPS_FACTOR * capacity
-        latency = args.server_target_latency_ns or max(
-            SERVER_MIN_TARGET_LATENCY_NS, SERVER_LATENCY_MULTIPLE * calibration.get("single_sample_latency_ns", 0))
-        settings.server_target_qps = float(qps)
-        settings.server_target_latency_ns = int(latency)
-        used["server_target_qps"] = float(qps)
-        used["server_target_latency_ns"] = int(latency)
-    return used
+def calibrated_targets(scenario: str, calibration: dict) -> dict:
+    """The user.conf target keys for a scenario from the calibration (LoadGen's units: QPS, ms)."""
+    if scenario == "Offline":
+        return {"target_qps": OFFLINE_QPS_FACTOR * calibration["offline_samples_per_second"]}
+    if scenario == "SingleStream":
+        return {"target_latency": LATENCY_FACTOR * calibration["single_sample_latency_ns"] / 1e6}
+    if scenario == "MultiStream":
+        return {"target_latency": LATENCY_FACTOR * calibration["query_latency_ns"] / 1e6}
+    # Server: queries arrive one sample at a time; the worker batches what has queued up. Half of
+    # the slower of the batched rate and the one-sample rate keeps the queue short.
+    capacity = min(calibration["offline_samples_per_second"], 1e9 / calibration["single_sample_latency_ns"])
+    return {"target_qps": SERVER_QPS_FACTOR * capacity}
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings: LoadGen's built-in mlperf.conf for the model and scenario, plus one user.conf.
+
+RUN_STYLES = ("test", "valid")
+# What a `test` run lowers (unless the user declared the key): a short run, never a submission.
+TEST_STYLE_KEYS = {"min_duration": 1000, "min_query_count": 64}
+# Settings a submitter must set (what the system achieves), so differing from mlperf.conf is the point.
+TARGET_SETTINGS = {"offline_expected_qps", "server_target_qps", "single_stream_expected_latency_ns",
+                   "multi_stream_expected_latency_ns", "mode", "scenario"}
+SCENARIO_TARGETS = {
+    "Offline": ["offline_expected_qps"], "Server": ["server_target_qps", "server_target_latency_ns"],
+    "SingleStream": ["single_stream_expected_latency_ns"],
+    "MultiStream": ["multi_stream_expected_latency_ns", "multi_stream_samples_per_query"],
+}
+# Settings a submitter may raise but not lower.
+RAISABLE_SETTINGS = {"min_duration_ms", "min_query_count", "performance_sample_count_override"}
+_NO_MODEL = "mlbuild-no-such-model"
+
+
+def settings_dict(settings) -> dict:
+    """Every field of a TestSettings, enums as their names."""
+    out = {}
+    for name in dir(settings):
+        if name.startswith("_") or name == "FromConfig":
+            continue
+        value = getattr(settings, name)
+        out[name] = value if isinstance(value, (bool, int, float)) else str(value).rpartition(".")[2]
+    return out
+
+
+def official_settings(lg, model: str, scenario: str) -> tuple[dict, bool]:
+    """mlperf.conf's settings for model/scenario, and whether mlperf.conf knows the model at all
+    (a model it does not know gets only the wildcard keys: open division)."""
+    found = lg.TestSettings()
+    found.FromConfig("", model, scenario, 0)  # conf_type 0: the built-in mlperf.conf only
+    generic = lg.TestSettings()
+    generic.FromConfig("", _NO_MODEL, scenario, 0)
+    official, wildcard = settings_dict(found), settings_dict(generic)
+    return official, official != wildcard
+
+
+def write_user_conf(path: str, model: str, scenario: str, style: str, sections: list) -> None:
+    """The one user.conf of the run: (title, {key: value}) sections, each key for this model and scenario."""
+    lines = [f"# user.conf for {model} {scenario}, run style '{style}', written by mlbuild's LoadGen harness.",
+             "# LoadGen loads its built-in mlperf.conf first, then this file (TestSettings.FromConfig)."]
+    if style == "test":
+        lines.append("# Run style 'test': durations lowered for a short run. NOT VALID FOR SUBMISSION.")
+    for title, keys in sections:
+        if keys:
+            lines += ["", f"# {title}"] + [f"{model}.{scenario}.{key} = {_conf_value(v)}" for key, v in keys.items()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _conf_value(value) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.6g}"
+    return str(int(value)) if isinstance(value, float) else str(value)
+
+
+def non_submittable(official: dict, effective: dict) -> list[dict]:
+    """The settings that make a result non-submittable: any that differs from mlperf.conf except
+    the targets a submitter sets, and the minimums a submitter may raise."""
+    found = []
+    for key, value in sorted(effective.items()):
+        if key in TARGET_SETTINGS or official.get(key) == value:
+            continue
+        if key in RAISABLE_SETTINGS and isinstance(value, (int, float)) and value >= official[key] and official[key]:
+            continue
+        found.append({"key": key, "official": official.get(key), "effective": value})
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,27 +441,6 @@ def classes(output: np.ndarray) -> np.ndarray:
     return output if output.ndim == 1 else np.argmax(output, axis=1)
 
 
-def accuracy_from_log(path: str, labels: np.ndarray, label_offset: int = 0) -> tuple[float, int]:
-    """Top-1 accuracy from mlperf_log_accuracy.json: each entry's data is the hex of an int64 class;
-    class - label_offset is compared with the label (1 for models with a background class 0)."""
-    try:
-        with open(path) as f:
-            entries = json.load(f)
-    except (OSError, ValueError) as e:
-        raise HarnessError(f"cannot read LoadGen's accuracy log {path}: {e}") from e
-    predicted = {}
-    for entry in entries:
-        raw = bytes.fromhex(entry["data"])
-        if len(raw) != 8:
-            raise HarnessError(f"{path}: sample {entry.get('qsl_idx')} answered {len(raw)} bytes, expected 8 "
-                               "(the SUT failed on it?)")
-        predicted[int(entry["qsl_idx"])] = int.from_bytes(raw, "little", signed=True)
-    if not predicted:
-        raise HarnessError(f"{path} holds no samples")
-    correct = sum(1 for idx, cls in predicted.items() if cls - label_offset == labels[idx])
-    return correct / len(predicted), len(predicted)
-
-
 def raw_throughput(engine, x: np.ndarray, batch_size: int, seconds: float) -> dict:
     """The engine alone, over the same data at the same batch size: passes over x in contiguous batches."""
 
@@ -400,9 +448,7 @@ def raw_throughput(engine, x: np.ndarray, batch_size: int, seconds: float) -> di
         for i in range(0, len(x), batch_size):
             engine(x[i:i + batch_size])
 
-    cpu = time.process_time()
-    calls, elapsed, _ = _timed(one_pass, seconds, warmup=1)
-    cpu = time.process_time() - cpu
+    calls, elapsed, _, cpu = _timed(one_pass, seconds, warmup=1)
     return {"samples_per_second": calls * len(x) / elapsed, "samples": calls * len(x), "seconds": elapsed,
             "cpu_seconds": cpu}
 
@@ -424,6 +470,97 @@ def _loadgen_version() -> str | None:
         return None
 
 
+def check_engine(engine, x: np.ndarray, batch_size: int) -> None:
+    """One batch of the run's size through the engine before LoadGen starts, so a shape the model
+    cannot take is an error naming it rather than a failure inside the run."""
+    batch = x[:batch_size]
+    try:
+        classes(engine(batch))
+    except Exception as e:  # noqa: BLE001 - any engine error is the user's model or data
+        raise HarnessError(f"the engine cannot run a batch of shape {list(batch.shape)} from the dataset "
+                           f"(model inputs: {engine.describe_inputs()}): {e}", EXIT_BAD_INPUT) from e
+
+
+def parse_conf(pairs: list) -> dict:
+    declared = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            declared[key.strip()] = float(value) if "." in value or "e" in value.lower() else int(value)
+        except ValueError:
+            raise HarnessError(f"--conf {pair!r}: expected KEY=NUMBER (a LoadGen user.conf key)", EXIT_BAD_INPUT) from None
+        if not sep or not key.strip():
+            raise HarnessError(f"--conf {pair!r}: expected KEY=NUMBER", EXIT_BAD_INPUT)
+    return declared
+
+
+def configure(lg, args, sut, n: int) -> tuple:
+    """Official settings, calibration and the one user.conf -> (TestSettings, settings record, calibration)."""
+    official, known = official_settings(lg, args.model_name, args.scenario)
+    if not known:
+        print(f"loadgen_harness: warning: model '{args.model_name}' has no entry in LoadGen's mlperf.conf; "
+              "only its wildcard settings apply and the result is for the open division only", file=sys.stderr)
+    declared = parse_conf(args.conf)
+    user_conf = os.path.join(args.out_dir, "user.conf")
+    if args.user_conf_from:  # the accuracy run reuses the performance run's user.conf, as MLPerf requires
+        if os.path.abspath(args.user_conf_from) != os.path.abspath(user_conf):
+            with open(args.user_conf_from) as src, open(user_conf, "w") as dst:
+                dst.write(src.read())
+        calibration = {"source": f"reused {args.user_conf_from}"}
+    else:
+        needs = {"Offline": ["target_qps"], "Server": ["target_qps"], "SingleStream": ["target_latency"],
+                 "MultiStream": ["target_latency"]}[args.scenario]
+        if all(key in declared for key in needs) and not (args.scenario == "Server" and args.run_style == "test"):
+            calibration = {"source": "declared"}
+        elif args.mode == "accuracy" and args.scenario != "Server":
+            # Accuracy runs issue every sample once, back to back (Offline: one query): no schedule to size.
+            calibration = {"source": "none (accuracy mode)"}
+        else:
+            samples_per_query = int(declared.get("samples_per_query", official["multi_stream_samples_per_query"]))
+            calibration = {"source": "measured",
+                           **calibrate(sut, n, args.scenario, samples_per_query, args.calibration_seconds)}
+        targets = {k: v for k, v in calibrated_targets(args.scenario, calibration).items() if k not in declared} \
+            if calibration["source"] == "measured" else {}
+        lowered = {}
+        if args.run_style == "test":
+            lowered = {k: v for k, v in TEST_STYLE_KEYS.items() if k not in declared}
+            if args.scenario == "Server" and "target_latency" not in declared:
+                one_sample_ms = calibration.get("single_sample_latency_ns", 0) / 1e6
+                lowered["target_latency"] = int(max(SERVER_MIN_TARGET_LATENCY_NS / 1e6,
+                                                    SERVER_LATENCY_MULTIPLE * one_sample_ms))
+        fitted = {}
+        if official["performance_sample_count_override"] > n and "performance_sample_count_override" not in declared:
+            fitted["performance_sample_count_override"] = n
+        write_user_conf(user_conf, args.model_name, args.scenario, args.run_style, [
+            ("Targets (calibrated unless declared)", targets), ("Lowered by run style 'test'", lowered),
+            (f"Lowered to the dataset's {n} samples (fewer than mlperf.conf's count)", fitted),
+            ("Declared in the bench's user_conf", declared)])
+    settings = lg.TestSettings()
+    status = settings.FromConfig(user_conf, args.model_name, args.scenario)
+    if status != 0:
+        raise HarnessError(f"LoadGen rejected {user_conf} (FromConfig returned {status}): "
+                           "see mlperf_log_detail.txt", EXIT_BAD_INPUT)
+    settings.scenario = getattr(lg.TestScenario, args.scenario)
+    settings.mode = lg.TestMode.PerformanceOnly if args.mode == "performance" else lg.TestMode.AccuracyOnly
+    effective = settings_dict(settings)
+    blockers = non_submittable(official, effective)
+    if args.run_style == "valid":  # a test run is non-submittable by design: its user.conf says so
+        for item in blockers:
+            print(f"loadgen_harness: warning: {item['key']} = {item['effective']} (mlperf.conf: {item['official']}) "
+                  "makes this result non-submittable", file=sys.stderr)
+    record = {
+        "model_name": args.model_name, "scenario": args.scenario, "mode": args.mode, "run_style": args.run_style,
+        "in_mlperf_conf": known, "division": "closed or open" if known else "open",
+        "user_conf": "user.conf", "official": official, "effective": effective, "non_submittable": blockers,
+        "valid_for_submission": args.run_style == "valid" and not blockers,
+    }
+    with open(os.path.join(args.out_dir, "settings.json"), "w") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+        f.write("\n")
+    calibration["settings"] = {k: effective[k] for k in SCENARIO_TARGETS[args.scenario]}
+    return settings, record, calibration
+
+
 def run(args) -> dict:
     import mlperf_loadgen as lg
 
@@ -431,32 +568,11 @@ def run(args) -> dict:
     engine = load_engine(args.engine, args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
     n = len(x)
-    perf_count = min(args.performance_sample_count or n, n)
-
-    settings = lg.TestSettings()
-    settings.scenario = getattr(lg.TestScenario, args.scenario)
-    settings.mode = lg.TestMode.PerformanceOnly if args.mode == "performance" else lg.TestMode.AccuracyOnly
-    if args.min_duration_ms is not None:
-        settings.min_duration_ms = args.min_duration_ms
-    if args.min_query_count is not None:
-        settings.min_query_count = args.min_query_count
-    if args.max_duration_ms is not None:
-        settings.max_duration_ms = args.max_duration_ms
-
     sut = Sut(engine, x, args.batch_size)
-    given = {"Offline": args.target_qps, "SingleStream": args.target_latency_ns,
-             "MultiStream": args.target_latency_ns,
-             "Server": args.target_qps and args.server_target_latency_ns}[args.scenario]
-    if given:
-        calibration = {"source": "given"}
-    elif args.mode == "accuracy" and args.scenario != "Server":
-        # Accuracy runs issue every sample once, back to back (Offline: one query): no schedule to size.
-        calibration = {"source": "none (accuracy mode)", "settings": {}}
-    else:
-        calibration = {"source": "measured",
-                       **calibrate(sut, n, args.scenario, args.samples_per_query, args.calibration_seconds)}
-    if "settings" not in calibration:
-        calibration["settings"] = apply_targets(settings, args, calibration)
+    check_engine(engine, x, sut.batch_size)
+    settings, record, calibration = configure(lg, args, sut, n)
+    override = record["effective"]["performance_sample_count_override"]
+    perf_count = min(override or n, n)
 
     log_settings = lg.LogSettings()
     log_settings.log_output.outdir = os.path.abspath(args.out_dir)
@@ -483,6 +599,9 @@ def run(args) -> dict:
     result = {
         "scenario": args.scenario,
         "mode": args.mode,
+        "model_name": args.model_name,
+        "run_style": args.run_style,
+        "valid_for_submission": record["valid_for_submission"],
         "engine": {"path": args.engine, "sha256": _sha256(args.engine), **engine.info},
         "dataset": {"path": args.dataset, "samples": n, "performance_sample_count": perf_count},
         "batch_size": sut.batch_size,
@@ -495,14 +614,9 @@ def run(args) -> dict:
         "samples_completed": sut.completed,
         "calibration": calibration,
         "logs": {"summary": "mlperf_log_summary.txt", "detail": "mlperf_log_detail.txt",
-                 "accuracy": "mlperf_log_accuracy.json"},
+                 "accuracy": "mlperf_log_accuracy.json", "user_conf": "user.conf", "settings": "settings.json"},
     }
-    if args.mode == "accuracy":
-        accuracy, samples = accuracy_from_log(os.path.join(args.out_dir, "mlperf_log_accuracy.json"), y,
-                                              args.label_offset)
-        result["accuracy"] = accuracy
-        result["samples"] = samples
-    elif args.scenario == "Offline":
+    if args.mode == "performance" and args.scenario == "Offline":
         raw = raw_throughput(engine, x, sut.batch_size, args.raw_seconds)
         result["raw_samples_per_second"] = raw["samples_per_second"]
         result["raw"] = raw
@@ -519,31 +633,24 @@ def main(argv=None) -> int:
     parser.add_argument("--result", required=True, help="output JSON with the harness's own measurements")
     parser.add_argument("--batch-size", type=int, default=1, help="max samples per engine call (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime/BLAS threads (default 1)")
-    parser.add_argument("--min-duration-ms", type=int, help="LoadGen min_duration_ms (default: LoadGen's)")
-    parser.add_argument("--max-duration-ms", type=int, help="LoadGen max_duration_ms (default: LoadGen's)")
-    parser.add_argument("--min-query-count", type=int, help="LoadGen min_query_count (default: LoadGen's)")
-    parser.add_argument("--target-qps", type=float,
-                        help="Offline offline_expected_qps / Server server_target_qps (default: calibrated)")
-    parser.add_argument("--target-latency-ns", type=int,
-                        help="SingleStream/MultiStream expected latency (default: calibrated)")
-    parser.add_argument("--server-target-latency-ns", type=int,
-                        help=f"Server server_target_latency_ns (default: max({SERVER_MIN_TARGET_LATENCY_NS}, "
-                             f"{SERVER_LATENCY_MULTIPLE} x one-sample latency))")
-    parser.add_argument("--samples-per-query", type=int, default=8, help="MultiStream samples per query (default 8)")
-    parser.add_argument("--performance-sample-count", type=int,
-                        help="samples LoadGen may use in performance mode (default: all)")
+    parser.add_argument("--model-name", required=True,
+                        help="MLPerf model name for mlperf.conf (resnet50, ...); another name gets only its wildcards")
+    parser.add_argument("--run-style", choices=RUN_STYLES, default="test",
+                        help="test: short, lowered durations, not valid for submission; valid: official durations")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="a user.conf key for this model and scenario (repeatable), e.g. target_qps=500")
+    parser.add_argument("--user-conf-from", metavar="FILE",
+                        help="use this user.conf as it is (the accuracy run reuses the performance run's)")
     parser.add_argument("--calibration-seconds", type=float, default=0.5,
                         help="length of the calibration run (default 0.5)")
     parser.add_argument("--raw-seconds", type=float, default=0.5,
                         help="length of the raw engine throughput run after Offline performance (default 0.5)")
-    parser.add_argument("--label-offset", type=int, default=0,
-                        help="predicted class minus this is the label (1 for MLPerf ResNet-50's background class)")
     parser.add_argument("--audit-config", help="LoadGen audit.config for compliance tests (default: none)")
     args = parser.parse_args(argv)
 
     try:
-        if args.batch_size < 1 or args.threads < 1 or args.samples_per_query < 1:
-            raise HarnessError("--batch-size, --threads and --samples-per-query must be >= 1", EXIT_BAD_INPUT)
+        if args.batch_size < 1 or args.threads < 1:
+            raise HarnessError("--batch-size and --threads must be >= 1", EXIT_BAD_INPUT)
         result = run(args)
     except HarnessError as e:
         print(f"loadgen_harness: error: {e}", file=sys.stderr)
@@ -554,11 +661,11 @@ def main(argv=None) -> int:
         f.write("\n")
     measured = " ".join([result["calibration"]["source"]] +
                         [f"{k}={v:.4g}" for k, v in result["calibration"]["settings"].items()])
-    extra = (f", accuracy {result['accuracy']:.4f} on {result['samples']}" if "accuracy" in result else
-             f", raw engine {result['raw_samples_per_second']:.4g} samples/s" if "raw_samples_per_second" in result
+    extra = (f", raw engine {result['raw_samples_per_second']:.4g} samples/s" if "raw_samples_per_second" in result
              else "")
+    style = "" if result["valid_for_submission"] else ", NOT VALID FOR SUBMISSION (see settings.json)"
     print(f"loadgen_harness: {args.scenario} {args.mode} on {args.engine}: {result['samples_completed']} samples in "
-          f"{result['loadgen_wall_seconds']:.2f} s (calibration: {measured}){extra}; "
+          f"{result['loadgen_wall_seconds']:.2f} s (calibration: {measured}){extra}{style}; "
           f"logs in {args.out_dir}, result {args.result}")
     return 0
 
