@@ -5,6 +5,7 @@ from .alias import AliasRule, GroupRule
 from .base import ConfiguredTarget, Rule, RuleContext
 from .bench import BenchRule
 from .command import CommandRule
+from .compliance import ComplianceRule
 from .download import DownloadRule
 from .engine import EngineRule
 from .python import PythonRule
@@ -12,7 +13,7 @@ from .python import PythonRule
 RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (CommandRule(), PythonRule(), DownloadRule(), EngineRule(), BenchRule(),
-                 AccuracyCheckerRule(), AliasRule(), GroupRule())
+                 AccuracyCheckerRule(), ComplianceRule(), AliasRule(), GroupRule())
 }
 
 __all__ = ["RULES", "ConfiguredTarget", "Rule", "RuleContext"]

@@ -143,7 +143,8 @@ class BenchRule(CommandRule):
             label=ctx.label, rule=self.name, deps=deps, action=action,
             output_dirs=tuple(modes), run_action=run_action, is_test=True,
             groups_read=frozenset(ctx.groups_read),
-            info={"scenario": scenario, "run_style": run_style, "modes": modes, "harness": common,
+            info={"scenario": scenario, "run_style": run_style, "modes": modes,
+                  "harness_argv": tuple(ctx.abstract(a) for a in common),
                   "model_name": ctx.expand(attrs["model_name"], "model_name"), "accuracy_checker": checker,
                   "accuracy_threshold": threshold},
         )
