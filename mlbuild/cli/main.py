@@ -47,7 +47,7 @@ def main(argv=None) -> None:
 
 
 def _run(argv) -> None:
-    from . import affected, build, cache, completion, explain, info, query  # noqa: F401  (register subcommands)
+    from . import affected, build, cache, completion, explain, info, query, submission  # noqa: F401  (register subcommands)
 
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:

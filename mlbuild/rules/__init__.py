@@ -9,11 +9,13 @@ from .compliance import ComplianceRule
 from .download import DownloadRule
 from .engine import EngineRule
 from .python import PythonRule
+from .submission import SubmissionRule
 
 RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (CommandRule(), PythonRule(), DownloadRule(), EngineRule(), BenchRule(),
-                 AccuracyCheckerRule(), ComplianceRule(), AliasRule(), GroupRule())
+                 AccuracyCheckerRule(), ComplianceRule(), SubmissionRule(), AliasRule(),
+                 GroupRule())
 }
 
 __all__ = ["RULES", "ConfiguredTarget", "Rule", "RuleContext"]

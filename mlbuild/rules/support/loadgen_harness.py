@@ -28,6 +28,7 @@ import argparse
 import collections
 import hashlib
 import json
+import platform
 import threading
 import time
 
@@ -461,6 +462,22 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def host_facts() -> dict:
+    """The machine the run measured, for the submission's system description."""
+    facts = {"cpu_model": None, "logical_cpus": os.cpu_count(), "memory_gib": None,
+             "os": platform.platform(terse=True), "python": platform.python_version()}
+    for path, key, field in (("/proc/cpuinfo", "model name", "cpu_model"), ("/proc/meminfo", "MemTotal", "memory_gib")):
+        try:
+            with open(path) as f:
+                line = next((line for line in f if line.startswith(key)), None)
+        except OSError:
+            continue
+        if line is not None:
+            value = line.partition(":")[2].strip()
+            facts[field] = round(int(value.split()[0]) / 2**20, 1) if field == "memory_gib" else value
+    return facts
+
+
 def _loadgen_version() -> str | None:
     try:
         from importlib.metadata import version
@@ -607,6 +624,7 @@ def run(args) -> dict:
         "batch_size": sut.batch_size,
         "threads": args.threads,
         "loadgen_version": _loadgen_version(),
+        "host": host_facts(),
         "loadgen_wall_seconds": wall,
         # CPU time of the whole process (LoadGen's threads included) during the run: with raw.cpu_seconds
         # it gives a per-CPU-second overhead that other load on a shared machine does not skew.
