@@ -269,15 +269,20 @@ def main(argv=None) -> int:
     if not os.path.isdir(args.root):
         print(f"submission check: error: {args.root} is not a directory", file=sys.stderr)
         return 2
-    report = check_tree(args.root)
+    return check_and_print(args.root)
+
+
+def check_and_print(root: str, errors_to=None) -> int:
+    """Check the tree, print every finding, the verdict and the official command; the exit code.
+    (An action shows its stderr when it fails: the submission action sends errors there.)"""
+    report = check_tree(root)
     for warning in report.warnings:
         print(f"warning: {warning}")
     for error in report.errors:
-        print(f"error: {error}")
+        print(f"error: {error}", file=errors_to or sys.stdout)
     verdict = "FAILED" if report.errors else "passed"
-    print(f"submission check {verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s) in "
-          f"{args.root}")
-    print(f"official checker: {official_command(args.root)}")
+    print(f"submission check {verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s) in {root}")
+    print(f"official checker: {official_command(root)}")
     return 1 if report.errors else 0
 
 
