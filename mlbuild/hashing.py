@@ -8,10 +8,11 @@ re-hashes a file whose stat changed, the way ninja and git trust stat informatio
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import blake3
+
+from .storage.atomic import load_pickle, save_pickle
 
 CHUNK_SIZE = 1 << 20
 DIGEST_HEX_LENGTH = 64
@@ -49,11 +50,7 @@ class StatCache:
         self._entries: dict[str, tuple[int, int, int, str]] = {}
         self._dirty = False
         if file is not None:
-            try:
-                with open(file, "rb") as f:
-                    self._entries = pickle.load(f)
-            except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError):
-                self._entries = {}
+            self._entries = load_pickle(file, {})
 
     def digest(self, path: str | os.PathLike, st: os.stat_result | None = None) -> str:
         key = os.fspath(path)
@@ -73,9 +70,5 @@ class StatCache:
     def save(self) -> None:
         if not self._dirty or self._file is None:
             return
-        self._file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._file.with_name(f"{self._file.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(self._entries, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self._file)
+        save_pickle(self._file, self._entries)
         self._dirty = False

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from pathlib import Path
 
 from ..hashing import digest_bytes
+from ..storage.atomic import load_pickle, save_pickle
 
 MANIFEST_FORMAT = 1
 _CODE_DIR = Path(__file__).resolve().parent.parent
@@ -42,11 +42,7 @@ def manifest_file(root: Path, request: list) -> Path:
 
 def check(root: Path, request: list) -> tuple[int, str] | None:
     """(number of targets, output tree) if the recorded build is still entirely up to date."""
-    try:
-        with open(manifest_file(root, request), "rb") as f:
-            manifest = pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError):
-        return None
+    manifest = load_pickle(manifest_file(root, request), {})
     if manifest.get("format") != MANIFEST_FORMAT or manifest["code"] != _code_stamps():
         return None
     for path, stamp in manifest["files"].items():
@@ -75,8 +71,4 @@ def record(root: Path, request: list, workspace, graph: dict, toolchain_files: l
     manifest = {"format": MANIFEST_FORMAT, "code": _code_stamps(), "targets": len(graph),
                 "output_root": str(output_root),
                 "files": {f: _stamp(f) for f in sorted(files)}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(manifest, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    save_pickle(path, manifest)

@@ -9,11 +9,11 @@ build at one stat per file.
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..storage.action_cache import ActionResult
+from ..storage.atomic import load_pickle, save_pickle
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,13 @@ def intact(state: TargetState) -> bool:
 class BuildState:
     def __init__(self, file: Path):
         self.file = file
-        try:
-            with open(file, "rb") as f:
-                self.targets: dict[str, TargetState] = pickle.load(f)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError):
-            self.targets = {}
+        self.targets: dict[str, TargetState] = load_pickle(file, {})
         self._dirty = False
+
+    @classmethod
+    def of(cls, workspace, configuration_name: str) -> "BuildState":
+        """The state of `workspace`'s last build under one configuration."""
+        return cls(workspace.state_dir / "state" / f"{configuration_name}.pickle")
 
     def get(self, label: str) -> TargetState | None:
         return self.targets.get(label)
@@ -62,11 +63,6 @@ class BuildState:
         self._dirty = True
 
     def save(self) -> None:
-        if not self._dirty:
-            return
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.file.with_name(f"{self.file.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(self.targets, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.file)
-        self._dirty = False
+        if self._dirty:
+            save_pickle(self.file, self.targets)
+            self._dirty = False

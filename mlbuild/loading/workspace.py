@@ -9,7 +9,6 @@ what makes a warm MLCFlow run cost seconds.
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from .. import __version__
 from ..errors import BuildFileError, Location, did_you_mean
 from .configs import ConfigSchema
 from .labels import Label, Pattern
+from ..storage.atomic import load_pickle, save_pickle
 from .yamlsource import LocatedDict, expect_mapping, load_yaml
 
 # Bump when what the parse cache holds (LocatedDict and friends) changes shape.
@@ -90,22 +90,13 @@ class Workspace:
         return document
 
     def _load_parse_cache(self) -> dict:
-        try:
-            with open(self._parse_cache_file, "rb") as f:
-                cache = pickle.load(f)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError):
-            return {}
+        cache = load_pickle(self._parse_cache_file, {})
         return cache.get("files", {}) if cache.get("format") == (PARSE_CACHE_FORMAT, __version__) else {}
 
     def save_caches(self) -> None:
         if not self._parse_cache_dirty:
             return
-        self.state_dir.mkdir(exist_ok=True)
-        tmp = self._parse_cache_file.with_name(f"parse-cache.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump({"format": (PARSE_CACHE_FORMAT, __version__), "files": self._parse_cache}, f,
-                        protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self._parse_cache_file)
+        save_pickle(self._parse_cache_file, {"format": (PARSE_CACHE_FORMAT, __version__), "files": self._parse_cache})
         self._parse_cache_dirty = False
 
     # -- packages and targets --------------------------------------------------------------

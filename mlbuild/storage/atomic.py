@@ -1,12 +1,14 @@
 """Crash-safe file writes: temp file in the same directory, fsync, atomic rename.
 
-Every file the cache publishes goes through here, so a kill -9 at any instant leaves either
-the old state or the complete new file, never a partial one.
+Every file mlbuild persists goes through here (cache blobs and entries, build state, stat
+and parse caches, no-op manifests), so a kill -9 at any instant leaves either the old state or
+the complete new file, never a partial one.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,22 @@ def atomic_writer(dest: Path, mode: int = 0o444, durable: bool = True):
 def write_atomically(dest: Path, data: bytes, mode: int = 0o444, durable: bool = True) -> None:
     with atomic_writer(dest, mode, durable) as f:
         f.write(data)
+
+
+def save_pickle(dest: Path, value) -> None:
+    """Persist a memo (state, stat cache...): atomic, not fsynced. A memo lost in a power cut
+    is rebuilt; one seen half-written never is."""
+    write_atomically(dest, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), mode=0o644, durable=False)
+
+
+def load_pickle(path: Path, default=None):
+    """What `save_pickle` wrote, or `default` when it is missing or unreadable (another version's)."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, ValueError,
+            TypeError):
+        return default
 
 
 def temp_path_beside(dest: Path) -> Path:
