@@ -86,8 +86,9 @@ class LocalCache:
     def gc(self, max_bytes: int) -> GcReport:
         """Evict least-recently-used action entries until their blobs fit in `max_bytes`.
 
-        Blobs no remaining entry names are deleted too. Entries are dropped before blobs, so
-        an interrupted GC leaves only unreferenced blobs, never an entry with missing blobs.
+        Blobs no remaining entry names are deleted too, and so are entries naming a blob that
+        is gone. Entries are dropped before blobs, so an interrupted GC leaves only unreferenced
+        blobs, never an entry with missing blobs.
         """
         with self.exclusive():
             blob_sizes: dict[str, int] = {}
@@ -104,7 +105,7 @@ class LocalCache:
                     digests = None
                 new = set() if digests is None else digests - kept
                 new_bytes = sum(blob_sizes.get(d, 0) for d in new)
-                if digests is None or kept_bytes + new_bytes > max_bytes:
+                if digests is None or not digests <= blob_sizes.keys() or kept_bytes + new_bytes > max_bytes:
                     path.unlink(missing_ok=True)
                     removed_entries += 1
                     continue
