@@ -34,6 +34,9 @@ class ProcessRunner:
         )
         with self._lock:
             self._running.add(process)
+            cancelled = self._cancelled.is_set()
+        if cancelled:  # cancel_all ran between the check above and Popen
+            _kill_group(process)
         timed_out = False
         try:
             process.wait(timeout=timeout_s)
@@ -47,8 +50,8 @@ class ProcessRunner:
 
     def cancel_all(self) -> None:
         """Kill every running action's process group (fail-fast, Ctrl-C)."""
-        self._cancelled.set()
         with self._lock:
+            self._cancelled.set()
             running = list(self._running)
         for process in running:
             _kill_group(process)
