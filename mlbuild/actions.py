@@ -24,6 +24,13 @@ KEY_SCHEMA_VERSION = 1
 SANDBOX_PLACEHOLDER = "{{sandbox}}"
 
 
+def output_dir(label) -> str:
+    """Where a target's outputs live inside a sandbox, `out/<pkg>/<name>`: the action writes
+    there, and dependents read them there (the one place this layout is spelled)."""
+    package, _, name = str(label)[2:].partition(":")
+    return f"out/{package}/{name}"
+
+
 def toolchain_root_placeholder(name: str) -> str:
     """Stands for a toolchain's install dir in argv and env, so the key holds the toolchain's
     fingerprint but not where this machine happens to keep it."""

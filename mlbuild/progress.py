@@ -6,9 +6,8 @@ import sys
 import threading
 import time
 
-from .execution.builder import (
-    EXECUTED, FAILED, LOCAL_HIT, NO_ACTION, REMOTE_HIT, SKIPPED, TEST_FAILED, UP_TO_DATE, BuildSummary,
-)
+from .execution.builder import BuildSummary
+from .execution.outcome import Status
 
 
 class PlainProgress:
@@ -31,10 +30,10 @@ class PlainProgress:
             self.report(label, mnemonic, outcome.status, elapsed)
 
     def report(self, label: str, mnemonic: str, status: str, elapsed: float) -> None:
-        if status in (UP_TO_DATE, NO_ACTION, SKIPPED):
+        if status in (Status.UP_TO_DATE, Status.NO_ACTION, Status.SKIPPED):
             return
-        words = {EXECUTED: "built", LOCAL_HIT: "cache hit", REMOTE_HIT: "remote hit",
-                 FAILED: "FAILED", TEST_FAILED: "FAILED"}[status]
+        words = {Status.EXECUTED: "built", Status.LOCAL_HIT: "cache hit", Status.REMOTE_HIT: "remote hit",
+                 Status.FAILED: "FAILED", Status.TEST_FAILED: "FAILED"}[status]
         print(f"[{self.done}/{self.total}] {words} {label} ({mnemonic}, {elapsed:.1f}s)", file=self.stream)
 
     def message(self, text: str) -> None:
@@ -59,7 +58,7 @@ class LiveProgress(PlainProgress):
         from rich.live import Live
 
         self.console = Console(file=self.stream)
-        self.counts = {EXECUTED: 0, LOCAL_HIT: 0, REMOTE_HIT: 0, UP_TO_DATE: 0}
+        self.counts = {Status.EXECUTED: 0, Status.LOCAL_HIT: 0, Status.REMOTE_HIT: 0, Status.UP_TO_DATE: 0}
         self.transfers: dict[str, TransferProgress] = {}
         self.live = Live(self._render(), console=self.console, refresh_per_second=8,
                          get_renderable=self._render, transient=True)
@@ -68,19 +67,19 @@ class LiveProgress(PlainProgress):
     def report(self, label, mnemonic, status, elapsed):
         if status in self.counts:
             self.counts[status] += 1
-        if status in (EXECUTED, REMOTE_HIT, FAILED, TEST_FAILED):
+        if status in (Status.EXECUTED, Status.REMOTE_HIT, Status.FAILED, Status.TEST_FAILED):
             self.live.console.print(f"[{self.done}/{self.total}] " + {
-                EXECUTED: "[green]built[/]", REMOTE_HIT: "[cyan]remote hit[/]",
-                FAILED: "[red]FAILED[/]", TEST_FAILED: "[red]FAILED[/]"}[status]
+                Status.EXECUTED: "[green]built[/]", Status.REMOTE_HIT: "[cyan]remote hit[/]",
+                Status.FAILED: "[red]FAILED[/]", Status.TEST_FAILED: "[red]FAILED[/]"}[status]
                 + f" {label} ({mnemonic}, {elapsed:.1f}s)", highlight=False)
 
     def _render(self):
         from rich.table import Table
 
         table = Table.grid(padding=(0, 1))
-        cached = self.counts[LOCAL_HIT] + self.counts[UP_TO_DATE]
-        table.add_row(f"[bold]{self.done}/{self.total}[/] done, {self.counts[EXECUTED]} executed, "
-                      f"{cached} cached, {self.counts[REMOTE_HIT]} remote hits, {len(self.started)} running")
+        cached = self.counts[Status.LOCAL_HIT] + self.counts[Status.UP_TO_DATE]
+        table.add_row(f"[bold]{self.done}/{self.total}[/] done, {self.counts[Status.EXECUTED]} executed, "
+                      f"{cached} cached, {self.counts[Status.REMOTE_HIT]} remote hits, {len(self.started)} running")
         now = time.monotonic()
         for label, since in sorted(self.started.items(), key=lambda item: item[1])[:8]:
             transfer = self.transfers.get(label)
@@ -131,9 +130,10 @@ def make_progress(total: int, stream=None):
 
 def summary_line(summary: BuildSummary) -> str:
     return summary_text(
-        targets=len(summary.outcomes), executed=summary.count(EXECUTED), up_to_date=summary.count(UP_TO_DATE),
-        hits=summary.count(LOCAL_HIT), remote=summary.count(REMOTE_HIT),
-        failed=summary.count(FAILED, TEST_FAILED), skipped=summary.count(SKIPPED), wall_s=summary.wall_s,
+        targets=len(summary.outcomes), executed=summary.count(Status.EXECUTED),
+        up_to_date=summary.count(Status.UP_TO_DATE), hits=summary.count(Status.LOCAL_HIT),
+        remote=summary.count(Status.REMOTE_HIT), failed=summary.count(Status.FAILED, Status.TEST_FAILED),
+        skipped=summary.count(Status.SKIPPED), wall_s=summary.wall_s,
     )
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
-from ..errors import EXIT_BUILD_FAILED, NothingToDoError, UserError
+from ..errors import EXIT_BUILD_FAILED, NothingToDoError
 from ..execution import noop
-from ..execution.builder import TEST_FAILED, point_convenience_link
+from ..execution.outcome import Status
+from ..execution.output_tree import point_convenience_link
 from ..junit import write_junit
 from ..loading.workspace import find_workspace_root
 from ..profile import TraceRecorder
@@ -43,8 +44,8 @@ def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
             trace.write(Path(kwargs["profile"]))
         if remote is not None:
             remote.close()
-    for label, error in summary.failures():
-        click.echo(str(error) if isinstance(error, UserError) else f"{label}: {error!r}", err=True)
+    for _label, message in summary.failures():
+        click.echo(message, err=True)
     click.echo(summary_line(summary), err=True)
     if remote is not None:
         stats = remote.stats
@@ -136,18 +137,18 @@ def test_rows(session, graph, tests, summary) -> list[dict]:
     rows = []
     for label in sorted(tests):
         outcome = summary.outcomes[label]
-        result = outcome.detail if hasattr(outcome.detail, "extra") else None
-        passed = outcome.status not in (TEST_FAILED, "failed", "skipped")
-        verdict = ("PASSED" if passed else "NO STATUS" if outcome.status == "skipped" else "FAILED")
+        result = outcome.result
+        passed = outcome.status not in (Status.TEST_FAILED, Status.FAILED, Status.SKIPPED)
+        verdict = ("PASSED" if passed else "NO STATUS" if outcome.status == Status.SKIPPED else "FAILED")
         row = {
             "target": str(label), "config": session.configuration.describe(), "verdict": verdict,
-            "cached": outcome.status in ("up-to-date", "cached", "remote"),
+            "cached": outcome.status.cached,
             "duration_s": result.duration_s if result else None,
         }
         if result is not None:
-            row.update(result.extra.get("report", {}))
-            if not passed and "failure" in result.extra:
-                row["failure"] = result.extra["failure"]
+            row.update(result.report or {})
+            if not passed and result.failure is not None:
+                row["failure"] = result.failure
         rows.append(row)
     return rows
 

@@ -8,7 +8,7 @@ import shutil
 import click
 
 from ..errors import UserError
-from ..execution.builder import CONVENIENCE_LINK, OUTPUT_ROOT
+from ..execution.output_tree import CONVENIENCE_LINK, OUTPUT_ROOT
 from .main import cli
 from .session import Session
 

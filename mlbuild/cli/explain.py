@@ -10,7 +10,8 @@ from __future__ import annotations
 import click
 
 from ..errors import NothingToDoError
-from ..execution.builder import BuildOptions, load_key_components
+from ..execution.keys import compute_key, load_key_components
+from ..execution.state import BuildState
 from .completion import complete_labels
 from .main import cli
 from .options import config_option
@@ -28,20 +29,19 @@ def explain(ctx, target, configs):
     label = labels[0]
     if graph[label].action is None:
         raise NothingToDoError(f"{label} declares no action")
-    builder = session.builder(BuildOptions(), progress=None)
-    builder.graph = graph
-    state = builder.state
+    action = graph[label].action
+    state = BuildState.of(session.workspace, session.configuration.name)
     previous = state.get(str(label))
     if previous is None:
         click.echo(f"{label}: never built under --config={session.configuration.describe()}")
         return
-    stale = [dep for dep in graph[label].action.deps if state.get(dep) is None]
+    stale = [dep for dep in action.deps if state.get(dep) is None]
     if stale:
         click.echo(f"{label}: will run because dependency {stale[0]} has not been built in this configuration")
         return
-    builder.results = {dep: state.get(dep).result for dep in graph[label].action.deps}
-    current_key, inputs = builder.key_of(label)
-    current = graph[label].action.key_components(inputs)
+    dep_results = {dep: state.get(dep).result for dep in action.deps}
+    current_key, inputs = compute_key(action, session.workspace.root, session.cache.stat_cache, dep_results)
+    current = action.key_components(inputs)
     cache_root = session.cache.root
     if current_key == previous.key:
         if previous.previous_key is None:

@@ -10,7 +10,9 @@ from pathlib import Path
 from ..analysis.analyzer import Analyzer
 from ..errors import NothingToDoError
 from ..execution.builder import BuildOptions, Builder
+from ..execution.executors import BUILTIN_EXECUTORS
 from ..loading.workspace import Workspace, find_workspace_root
+from ..rules import EXECUTORS
 from ..storage.local import LocalCache, default_cache_dir
 from ..toolchains import ToolchainRegistry
 
@@ -54,8 +56,8 @@ class Session:
         return labels, graph
 
     def builder(self, build_options: BuildOptions, progress, remote=None, observers=()) -> Builder:
-        return Builder(self.workspace, self.cache, self.configuration, remote=remote,
-                       progress=progress, options=build_options, observers=observers)
+        return Builder(self.workspace, self.cache, self.configuration, remote=remote, progress=progress,
+                       options=build_options, executors={**BUILTIN_EXECUTORS, **EXECUTORS}, observers=observers)
 
 
 def default_jobs() -> int:

@@ -8,7 +8,7 @@ import importlib
 
 _HOMES = {
     "MD5_WARNING": "checksum", "Checksum": "checksum", "safe_extract": "extract",
-    "DownloadProgress": "http", "NullProgress": "http", "fetch": "http", "load_rewrites": "http",
+    "execute_download": "action", "DownloadProgress": "http", "NullProgress": "http", "fetch": "http", "load_rewrites": "http",
 }
 
 __all__ = sorted(_HOMES)

@@ -15,10 +15,11 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..actions import SANDBOX_PLACEHOLDER, Action, toolchain_root_placeholder
+from ..actions import SANDBOX_PLACEHOLDER, Action, output_dir, toolchain_root_placeholder
 from ..errors import ActionError
 from ..storage.action_cache import ActionResult
 from ..storage.cas import ContentStore
+from .output_tree import make_symlinks
 
 # Inputs below this size are copied into the sandbox, larger ones hardlinked and checked.
 COPY_BELOW_BYTES = 8 << 20
@@ -49,13 +50,13 @@ class Sandbox:
         for sandbox_path, relative in self.action.sources:
             self._stage_file(workspace_root / relative, self.root / sandbox_path, None)
         for label, result in dep_results.items():
-            directory = self.root / label_output_dir(label)
+            directory = self.root / output_dir(label)
             for sub in result.directories:
                 (directory / sub).mkdir(parents=True, exist_ok=True)
             for output in result.outputs:
                 blob = cas.blob_path(output.digest, output.executable)
                 self._stage_file(blob, directory / output.path, output.digest)
-            _make_symlinks(directory, result)
+            make_symlinks(directory, result)
         for path in (*self.action.outputs, *self.action.output_dirs):
             (self.root / path).parent.mkdir(parents=True, exist_ok=True)
 
@@ -90,7 +91,7 @@ class Sandbox:
     def collect(self, label: str) -> tuple[list[tuple[str, Path, bool]], list[str], list[tuple[str, str]]]:
         """Declared outputs as (path relative to the target's outdir, file, executable),
         directories, and in-tree symlinks; raise ActionError on anything missing or escaping."""
-        outdir = label_output_dir(label)
+        outdir = output_dir(label)
         files, directories, symlinks = [], [], []
         for path in self.action.outputs:
             full = self.root / path
@@ -157,29 +158,6 @@ def sweep_stale(base: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         except PermissionError:
             pass  # alive, another user's
-
-
-def label_output_dir(label: str) -> str:
-    package, _, name = label[2:].partition(":")
-    return f"out/{package}/{name}"
-
-
-def stage_result(directory: Path, result: ActionResult, cas: ContentStore) -> None:
-    """Lay a result's outputs out under `directory` (hardlinks to the CAS): the output tree."""
-    for sub in result.directories:
-        (directory / sub).mkdir(parents=True, exist_ok=True)
-    for output in result.outputs:
-        cas.materialize(output.digest, directory / output.path, output.executable)
-    _make_symlinks(directory, result)
-
-
-def _make_symlinks(directory: Path, result: ActionResult) -> None:
-    for path, target in result.symlinks:
-        link = directory / path
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        os.symlink(target, link)
 
 
 def _relative(path: str, outdir: str) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 from ..actions import Resources
+from .outcome import Outcome, Status
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,6 @@ class Node:
 
 class NodeFailed(Exception):
     """Raised by a worker for an expected failure (the message is reported as is)."""
-
-
-@dataclass
-class Outcome:
-    status: str  # any string the worker returns; "failed" and "skipped" are set by the scheduler
-    detail: object = None
 
 
 class Scheduler:
@@ -104,10 +99,10 @@ class Scheduler:
                     continue
                 outcomes[current] = result
                 on_event("finished", current, result)
-                blocked = result.status in ("failed", "skipped")
+                blocked = result.status.blocks_dependents
                 for child in dependents[current]:
                     if blocked:
-                        completed.append((child, Outcome("skipped", current)))
+                        completed.append((child, Outcome(Status.SKIPPED, blocked_by=current)))
                         continue
                     pending[child] -= 1
                     if pending[child] == 0 and child not in outcomes:
@@ -133,7 +128,8 @@ class Scheduler:
                         name = entry[2]
                         cpus, gpus, memory = self._demand(nodes[name].resources)
                         if gpus > self.capacity.gpus:
-                            finish(name, Outcome("failed", f"needs {gpus} GPU(s), this machine has {self.capacity.gpus}"))
+                            finish(name, Outcome(Status.FAILED, error=NodeFailed(
+                                f"needs {gpus} GPU(s), this machine has {self.capacity.gpus}")))
                             failed = failed or not keep_going
                             continue
                         if cpus <= free_cpus + 1e-9 and gpus <= free_gpus and memory <= free_memory:
@@ -159,11 +155,9 @@ class Scheduler:
                         free_cpus, free_gpus, free_memory = free_cpus + cpus, free_gpus + gpus, free_memory + memory
                         try:
                             outcome = future.result()
-                        except NodeFailed as exc:
-                            outcome = Outcome("failed", exc)
-                        except Exception as exc:  # an internal error still fails only this node
-                            outcome = Outcome("failed", exc)
-                        if outcome.status == "failed" and not keep_going and not failed:
+                        except Exception as exc:  # NodeFailed, or an internal error: fails only this node
+                            outcome = Outcome(Status.FAILED, error=exc)
+                        if outcome.status == Status.FAILED and not keep_going and not failed:
                             failed = True
                             abort()
                         finish(name, outcome)
@@ -172,7 +166,7 @@ class Scheduler:
                 raise
         for name in nodes:
             if name not in outcomes:
-                outcomes[name] = Outcome("skipped", None)
+                outcomes[name] = Outcome(Status.SKIPPED)
         return outcomes
 
 

@@ -18,4 +18,7 @@ RULES: dict[str, Rule] = {
                  GroupRule())
 }
 
-__all__ = ["RULES", "ConfiguredTarget", "Rule", "RuleContext"]
+# Executors that rules add to the built-in ones (mlbuild.execution.executors.BUILTIN_EXECUTORS).
+EXECUTORS = {name: executor for rule in RULES.values() for name, executor in rule.executors.items()}
+
+__all__ = ["EXECUTORS", "RULES", "ConfiguredTarget", "Rule", "RuleContext"]

@@ -25,7 +25,7 @@ class AliasRule(Rule):
         return ConfiguredTarget(
             label=ctx.label, rule=self.name, deps=(actual,), action=None, outputs=target.outputs,
             output_dirs=target.output_dirs, groups_read=frozenset(ctx.groups_read),
-            info={**target.info, "alias_of": str(actual)},
+            alias_of=target.alias_of or actual, primary_output=target.primary_output, info=target.info,
         )
 
 

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from ..actions import SANDBOX_PLACEHOLDER, Action, Resources, toolchain_root_placeholder
+from ..actions import SANDBOX_PLACEHOLDER, Action, Resources, output_dir, toolchain_root_placeholder
 from ..errors import BuildFileError, Location, did_you_mean
 from ..loading.configs import Configuration
 from ..loading.labels import Label
@@ -25,10 +25,6 @@ from ..loading.workspace import PACKAGES_DIR
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ORT_NUM_THREADS")
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-
-def output_dir(label: Label) -> str:
-    return f"out/{label.package}/{label.name}"
 
 
 @dataclass(frozen=True)
@@ -75,7 +71,9 @@ class ConfiguredTarget:
     run_action: Action | None = None
     is_test: bool = False
     groups_read: frozenset = frozenset()
-    info: dict = field(default_factory=dict)  # rule facts for reports (e.g. bench thresholds)
+    alias_of: Label | None = None  # an alias: the target whose outputs this name stands for
+    primary_output: str | None = None  # the file `{{dep:LABEL}}`-style references mean by default
+    info: dict = field(default_factory=dict)  # facts other rules read (a bench's scenario, for compliance)
 
 
 class Rule:
@@ -85,6 +83,7 @@ class Rule:
     version = 1
     attrs: dict[str, Attr] = {}
     executes = True  # False for rules that only name other targets (alias, group)
+    executors: dict = {}  # Action.executor name -> executor function, for kinds this rule adds
 
     @property
     def implementation(self) -> str:

@@ -18,9 +18,13 @@ measures the engine for a short warm-up and writes LoadGen's expected QPS/latenc
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
+from pathlib import Path
 
-from ..actions import Action, Resources
+from ..actions import Action, Resources, output_dir
 from ..errors import BuildFileError, did_you_mean
+from ..execution.executors import Execution, ExecutorContext, run_subprocess
+from ..execution.sandbox import Sandbox
 from ..loading.labels import Label
 from .base import Attr, ConfiguredTarget, RuleContext
 from .command import CommandRule
@@ -52,9 +56,40 @@ def harness_command(python: str, harness: str, *, engine: str, dataset: str, sce
     return argv
 
 
+def execute_bench(ctx: ExecutorContext, sandbox: Sandbox, logs: Path) -> Execution:
+    """Run the LoadGen harness, then judge its logs: the report, and why it failed if it did."""
+    from ..benchresults import judge, load_bench_result
+
+    execution = run_subprocess(sandbox, ctx.processes, logs)
+    params = dict(sandbox.action.params)
+    outdir = sandbox.root / output_dir(sandbox.action.label)
+    report, reasons = {}, []
+    for mode in params["modes"]:
+        result = load_bench_result(str(outdir / mode), str(outdir / mode / "result.json"))
+        if mode == "performance":
+            verdict = judge(result, min_qps=params["min_qps"], max_latency_p99_ns=params["max_latency_p99_ns"])
+            latency = result.get("latency_ns") or {}
+            report.update({
+                "scenario": result.get("scenario"), "valid": result.get("valid"),
+                "samples_per_second": result.get("samples_per_second"),
+                "latency_p90_ms": latency["p90"] / 1e6 if latency.get("p90") else None,
+                "latency_p99_ms": latency["p99"] / 1e6 if latency.get("p99") else None,
+                "raw_samples_per_second": result.get("raw_samples_per_second"),
+                "harness_overhead": result.get("harness_overhead"),
+            })
+        else:
+            verdict = judge(result, accuracy_threshold=params["accuracy_threshold"])
+            report["accuracy"] = result.get("accuracy")
+            report.setdefault("scenario", result.get("scenario"))
+        reasons += [f"{mode}: {reason}" for reason in verdict.reasons]
+    failure = f"{sandbox.action.label}: benchmark failed: " + "; ".join(reasons) if reasons else None
+    return replace(execution, report=report, failure=failure)
+
+
 class BenchRule(CommandRule):
     name = "bench"
     version = 2
+    executors = {"bench": execute_bench}
     attrs = {
         "engine": Attr("str", required=True, doc="'LABEL' of an engine target (also in deps)"),
         "dataset": Attr("str", required=True, doc="'LABEL FILE' of an npz with x and y (also in deps)"),

@@ -7,8 +7,9 @@
       extract: false        # true: a tar/zip unpacked safely into the output directory
 
 The action key holds the checksum and the output name, not the URLs: the checksum fixes the
-content, so moving to a mirror is no rebuild. The executor also indexes downloads by checksum
-in the cache, so the same file named by two targets or two workspaces is fetched once.
+content, so moving to a mirror is no rebuild. Its executor (mlbuild/downloads/action.py) also
+indexes downloads by checksum in the cache, so the same file named by two targets or two
+workspaces is fetched once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
 from ..actions import Action
-from ..downloads import Checksum
+from ..downloads import Checksum, execute_download
 from ..errors import BuildFileError
 from .base import Attr, ConfiguredTarget, Rule, RuleContext, check_relative_path
 
@@ -25,6 +26,7 @@ from .base import Attr, ConfiguredTarget, Rule, RuleContext, check_relative_path
 class DownloadRule(Rule):
     name = "download"
     version = 1
+    executors = {"download": execute_download}
     attrs = {
         "urls": Attr("list", required=True, doc="URLs tried in order (mirrors)"),
         "checksum": Attr("str", required=True, doc="sha256:<hex> (or md5:<hex> from legacy CM metadata)"),
@@ -54,5 +56,5 @@ class DownloadRule(Rule):
         return ConfiguredTarget(
             label=ctx.label, rule=self.name, deps=(), action=action,
             outputs=() if extract else (name,), output_dirs=(name,) if extract else (),
-            groups_read=frozenset(ctx.groups_read), info={"primary_output": name},
+            groups_read=frozenset(ctx.groups_read), primary_output=name,
         )

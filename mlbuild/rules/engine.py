@@ -38,7 +38,7 @@ def dep_file(ctx: RuleContext, attr: str) -> str:
                              "add it to deps")
     if inner:
         return f"{output_dir(label)}/{inner.strip()}"
-    primary = target.info.get("primary_output") or (target.outputs[0] if len(target.outputs) == 1 else None)
+    primary = target.primary_output or (target.outputs[0] if len(target.outputs) == 1 else None)
     if primary is None:
         raise BuildFileError(f"{label} has several outputs; name one: '{label_text} FILE'", ctx.where(attr))
     return f"{output_dir(label)}/{primary}"
@@ -97,5 +97,5 @@ class EngineRule(CommandRule):
         return ConfiguredTarget(
             label=ctx.label, rule=self.name, deps=tuple(ctx.deps), action=action,
             outputs=(engine_file, "engine.json"), groups_read=frozenset(ctx.groups_read),
-            info={"primary_output": engine_file, "backend": backend},
+            primary_output=engine_file,
         )

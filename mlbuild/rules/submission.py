@@ -129,7 +129,7 @@ class SubmissionRule(CommandRule):
         return ConfiguredTarget(
             label=ctx.label, rule=self.name, deps=tuple(ctx.deps), action=action,
             outputs=("submission.tar.gz",), output_dirs=("submission",), groups_read=frozenset(ctx.groups_read),
-            info={"primary_output": "submission.tar.gz"},
+            primary_output="submission.tar.gz",
         )
 
     @staticmethod

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .atomic import write_atomically
 from .cas import ContentStore
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: `report` and `failure` replace the free-form `extra`
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class ActionResult:
     stdout_digest: str | None = None
     stderr_digest: str | None = None
     duration_s: float = 0.0
-    extra: dict = field(default_factory=dict)  # rule-specific facts, e.g. a benchmark verdict
+    report: dict | None = None  # a benchmark's figures (scenario, samples/s, latency, accuracy)
+    failure: str | None = None  # why a test or benchmark failed (exit_code != 0)
 
     def blob_digests(self) -> list[str]:
         digests = [o.digest for o in self.outputs]

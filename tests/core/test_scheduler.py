@@ -182,7 +182,7 @@ def test_failure_without_keep_going_skips_dependents_and_stops_new_starts():
     assert ran == ["bad"]
     assert aborted
     assert outcomes["bad"].status == "failed"
-    assert str(outcomes["bad"].detail) == "bad failed"
+    assert str(outcomes["bad"].error) == "bad failed"
     for name in ("child", "grandchild", "x", "y", "z"):
         assert outcomes[name].status == "skipped", name
 
@@ -226,7 +226,7 @@ def test_keep_going_runs_independent_branches():
 
     outcomes = Scheduler(Capacity(2), 2).run(nodes, work, keep_going=True)
     assert outcomes["bad"].status == "failed"
-    assert isinstance(outcomes["bad"].detail, RuntimeError)
+    assert isinstance(outcomes["bad"].error, RuntimeError)
     assert {n: outcomes[n].status for n in ("child", "grandchild", "mixed")} == dict.fromkeys(
         ("child", "grandchild", "mixed"), "skipped")
     assert {n: outcomes[n].status for n in ("x", "y", "z")} == dict.fromkeys(("x", "y", "z"), "executed")
@@ -254,7 +254,7 @@ def test_too_many_gpus_fails_that_node_only_with_a_message():
     ran = []
     outcomes = Scheduler(Capacity(cpus=2, gpus=1), 2).run(
         nodes, lambda n: ran.append(n) or Outcome("executed"), keep_going=True)
-    assert outcomes["gpu"].status == "failed" and "GPU" in str(outcomes["gpu"].detail)
+    assert outcomes["gpu"].status == "failed" and "GPU" in str(outcomes["gpu"].error)
     assert outcomes["after"].status == "skipped"
     assert outcomes["cpu"].status == "executed"
     assert "gpu" not in ran

@@ -1,0 +1,231 @@
+"""The runner stack: how an action that is not up to date gets its result, one tier per class.
+
+In the spirit of Pants' command runners, every tier is a *runner* with one method:
+
+    run(request: ActionRequest) -> Outcome
+
+and a cache tier wraps the next one (`WrappingRunner`): it answers from its store when it
+can, else asks the runner it wraps and keeps what comes back. `runner_stack` below is the one place the tiers
+are composed:
+
+    LocalCacheRunner        local action cache, under a per-key lock shared by every mlbuild
+      RemoteCacheRunner     the remote cache (only when one is configured)
+        SandboxRunner       stages the inputs in a fresh sandbox and runs the action's executor
+
+What a runner receives, `ActionRequest` (frozen):
+  action       the Action, plain data: argv and env (with {{sandbox}} and toolchain-root
+               placeholders), sources, deps, declared outputs, `executor` and its `params`,
+               `resources` (cpus, gpus, memory_mb, exclusive: already reserved on this machine
+               by the scheduler before `run` is called), `timeout_s`, `tags`, `toolchains`
+               ((name, fingerprint digest) pairs, part of the key) and `toolchain_roots`
+               ((name, install dir on this machine) behind the placeholders, not keyed);
+  key          its action key (execution/keys.py);
+  inputs       every input with its digest, at the sandbox path the action reads it;
+  dep_results  dependency label -> its ActionResult; every blob they name is in the local CAS;
+  is_test      a test or benchmark: failing is a result (exit_code 1, `failure` set), not an error;
+  cacheable    False when the action is tagged no-cache or the user forced it to run: no tier
+               may answer from a cache or store the result.
+
+What it returns: an `Outcome` whose `status` says where the result came from (LOCAL_HIT,
+REMOTE_HIT or EXECUTED) and whose `result` is an ActionResult with every blob it names in the
+local CAS (the builder lays the output tree out from there). A failure that is not a test's
+raises ActionError (or another UserError) with the message the user will see.
+
+Also on every runner:
+  cancel()     stop running actions now (fail-fast, Ctrl-C); a wrapping tier forwards it;
+  finish()     at the end of each build: wait for background work (the runner stays usable).
+
+To add an executor (Ray, a container), write a runner that takes the SandboxRunner's place at
+the bottom of the stack, or wraps it and delegates what it does not handle, and pass it to
+`runner_stack` (the Builder's `runner` argument). It must honour the contract above: write
+results' blobs into the local CAS (or fetch them there) before returning, and read the action's
+inputs only from `inputs`/`dep_results`, the workspace sources and the CAS. In-process pieces an
+executor needs (process runner, CAS, locks, distdirs, URL rewrites, warnings, progress) are in
+the `ExecutorContext` the SandboxRunner holds.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Protocol
+
+from ..actions import Action, Input
+from ..errors import ActionError
+from ..storage.action_cache import ActionResult, OutputFile
+from ..storage.local import LocalCache
+from .executors import Executor, ExecutorContext
+from .outcome import Outcome, Status
+from .sandbox import Sandbox, sweep_stale
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    action: Action
+    key: str
+    inputs: tuple[Input, ...]
+    dep_results: Mapping[str, ActionResult]
+    is_test: bool = False
+    cacheable: bool = True
+
+
+class Runner(Protocol):
+    def run(self, request: ActionRequest) -> Outcome: ...
+
+    def cancel(self) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class WrappingRunner:
+    """A tier that answers some requests itself and hands the rest to the runner it wraps."""
+
+    def __init__(self, inner: Runner):
+        self.inner = inner
+
+    def run(self, request: ActionRequest) -> Outcome:
+        return self.inner.run(request)
+
+    def cancel(self) -> None:
+        self.inner.cancel()
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+
+class LocalCacheRunner(WrappingRunner):
+    """The local action cache. The per-key lock spans lookup, the tiers below and the store, so
+    two mlbuild processes wanting one action run it once: the second finds the first's entry."""
+
+    def __init__(self, cache: LocalCache, inner: Runner):
+        super().__init__(inner)
+        self.cache = cache
+
+    def run(self, request: ActionRequest) -> Outcome:
+        if not request.cacheable:
+            return self.inner.run(request)
+        with self.cache.lock(request.key):
+            result = self.cache.actions.lookup(request.key)
+            if result is not None:
+                return Outcome(Status.LOCAL_HIT, result)
+            outcome = self.inner.run(request)
+            if outcome.status == Status.EXECUTED and outcome.result.exit_code == 0:
+                self.cache.actions.store(request.key, outcome.result)  # after its blobs, as a reported build must be
+            return outcome
+
+
+class RemoteCacheRunner(WrappingRunner):
+    """The remote cache: a hit's blobs are verified into the local CAS and its entry recorded
+    locally (RemoteCache.fetch); a passing execution is published unless uploads are off."""
+
+    def __init__(self, remote, cache: LocalCache, inner: Runner, upload: bool = True):
+        super().__init__(inner)
+        self.remote = remote
+        self.cache = cache
+        self.upload = upload
+
+    def run(self, request: ActionRequest) -> Outcome:
+        shared = request.cacheable and request.action.remotable
+        if shared:
+            result = self.remote.fetch(request.key, self.cache)
+            if result is not None:
+                return Outcome(Status.REMOTE_HIT, result)
+        outcome = self.inner.run(request)
+        if shared and self.upload and outcome.status == Status.EXECUTED and outcome.result.exit_code == 0:
+            self.remote.publish(request.key, outcome.result, self.cache)
+        return outcome
+
+
+class SandboxRunner:
+    """Local execution: stage the inputs in a fresh sandbox, run the action's executor, check
+    it left its hardlinked inputs alone, collect the declared outputs into the CAS."""
+
+    def __init__(self, context: ExecutorContext, executors: Mapping[str, Executor], workspace_root: Path,
+                 sandbox_base: Path):
+        self.context = context
+        self.executors = executors
+        self.workspace_root = workspace_root
+        self.sandbox_base = sandbox_base
+        sweep_stale(sandbox_base)
+        # Deleting a sandbox costs milliseconds of synchronous disk work; a background thread
+        # does it while the next actions run, and `finish` waits for it.
+        self._remover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlbuild-rm")
+        self._removals: list = []
+
+    def run(self, request: ActionRequest) -> Outcome:
+        action = request.action
+        sandbox = Sandbox(self.sandbox_base, action)
+        try:
+            sandbox.stage(self.workspace_root, request.dep_results, self.context.cas)
+            logs = sandbox.root.with_name(sandbox.root.name + ".logs")
+            logs.mkdir()
+            try:
+                return Outcome(Status.EXECUTED, self._execute(sandbox, logs, request.is_test))
+            finally:
+                self._remove(shutil.rmtree, logs, ignore_errors=True)
+        finally:
+            self._remove(sandbox.remove)
+
+    def _execute(self, sandbox: Sandbox, logs: Path, is_test: bool) -> ActionResult:
+        action = sandbox.action
+        execution, failure = None, None
+        try:
+            execution = self.executors[action.executor](self.context, sandbox, logs)
+            sandbox.check_inputs_untouched()
+            if execution.failure is not None:
+                raise ActionError(execution.failure)
+        except ActionError as exc:
+            if not is_test:
+                raise
+            failure = str(exc)  # a failed test keeps its logs and outputs, uncached
+        try:
+            files, directories, symlinks = sandbox.collect(action.label)
+        except ActionError:
+            if failure is None:
+                raise
+            files, directories, symlinks = [], [], []
+        cas = self.context.cas
+        outputs = tuple(
+            OutputFile(rel, cas.put_file(path, executable, take=True), path.stat().st_size, executable)
+            for rel, path, executable in files
+        )
+        stdout, stderr = logs / "stdout", logs / "stderr"
+        return ActionResult(
+            outputs=outputs, directories=tuple(directories), symlinks=tuple(symlinks),
+            exit_code=0 if failure is None else 1,
+            stdout_digest=cas.put_file(stdout, take=True) if stdout.exists() else None,
+            stderr_digest=cas.put_file(stderr, take=True) if stderr.exists() else None,
+            duration_s=round(execution.duration_s, 3) if execution else 0.0,
+            report=execution.report if execution else None, failure=failure,
+        )
+
+    def run_in_foreground(self, action: Action, dep_results: Mapping[str, ActionResult]) -> int:
+        """Run an uncached action (`mlbuild run`) with its output streamed; its exit code."""
+        sandbox = Sandbox(self.sandbox_base, action)
+        try:
+            sandbox.stage(self.workspace_root, dep_results, self.context.cas)
+            done = self.context.processes.run(sandbox.argv(), sandbox.root, sandbox.env(), None, None,
+                                              action.timeout_s)
+            return done.exit_code
+        finally:
+            sandbox.remove()
+
+    def _remove(self, function, *args, **kwargs) -> None:
+        self._removals.append(self._remover.submit(function, *args, **kwargs))
+
+    def cancel(self) -> None:
+        self.context.processes.cancel_all()
+
+    def finish(self) -> None:
+        removals, self._removals = self._removals, []
+        wait(removals)
+
+
+def runner_stack(cache: LocalCache, remote, bottom: Runner, *, upload: bool = True) -> Runner:
+    """The one place the tiers are composed: local action cache → remote cache → `bottom`."""
+    runner = bottom
+    if remote is not None:
+        runner = RemoteCacheRunner(remote, cache, runner, upload=upload)
+    return LocalCacheRunner(cache, runner)
