@@ -1,7 +1,9 @@
 """The example workspace end to end: real training, quantization, engines and MLPerf LoadGen.
 
 The workspace is copied to a temporary directory so the repository's output tree is left
-alone; the toolchain venvs are shared with the rest of the session (tests/conftest.py).
+alone; the toolchain venvs are shared with the rest of the session (tests/conftest.py). The
+first full `mlbuild test` of the benchmarks is a module fixture (`scenarios_tested`): every
+test that builds on its results asks for it, so each test passes alone and in any order.
 """
 
 import json
@@ -27,12 +29,20 @@ def built(stderr: str) -> set[str]:
     return set(re.findall(r"\] built (//\S+)", stderr))
 
 
-def test_all_scenarios_pass_under_loadgen(workspace, cache_dir, mlbuild, tmp_path):
-    results = tmp_path / "results.json"
+@pytest.fixture(scope="module")
+def scenarios_tested(workspace, cache_dir, mlbuild, tmp_path_factory):
+    """`mlbuild test` of every benchmark and the accuracy check, in the default configuration:
+    (the process, its --results-json rows by target)."""
+    results = tmp_path_factory.mktemp("results") / "results.json"
     done = mlbuild(workspace, cache_dir, "test", "//bench/...", "//digits:accuracy_check",
                    "--results-json", str(results))
+    rows = {row["target"]: row for row in json.loads(results.read_text())} if results.exists() else {}
+    return done, rows
+
+
+def test_all_scenarios_pass_under_loadgen(workspace, scenarios_tested):
+    done, rows = scenarios_tested
     assert done.returncode == 0, done.stderr + done.stdout
-    rows = {row["target"]: row for row in json.loads(results.read_text())}
     for scenario in ("offline", "singlestream", "multistream", "server"):
         row = rows[f"//bench:digits_{scenario}"]
         assert row["verdict"] == "PASSED"
@@ -46,7 +56,7 @@ def test_all_scenarios_pass_under_loadgen(workspace, cache_dir, mlbuild, tmp_pat
     assert (out / "mlperf_log_detail.txt").is_file()
 
 
-def test_passing_benchmarks_are_cached_like_tests(workspace, cache_dir, mlbuild):
+def test_passing_benchmarks_are_cached_like_tests(workspace, cache_dir, mlbuild, scenarios_tested):
     done = mlbuild(workspace, cache_dir, "test", "//bench:digits_offline")
     assert done.returncode == 0, done.stderr
     assert built(done.stderr) == set()
@@ -56,7 +66,7 @@ def test_passing_benchmarks_are_cached_like_tests(workspace, cache_dir, mlbuild)
     assert built(rerun.stderr) == {"//bench:digits_offline"}
 
 
-def test_int8_reuses_everything_upstream_of_precision(workspace, cache_dir, mlbuild):
+def test_int8_reuses_everything_upstream_of_precision(workspace, cache_dir, mlbuild, scenarios_tested):
     done = mlbuild(workspace, cache_dir, "test", "//bench:digits_offline", "--config=int8")
     assert done.returncode == 0, done.stderr + done.stdout
     ran = built(done.stderr)
@@ -84,7 +94,7 @@ def test_run_streams_loadgen_output(workspace, cache_dir, mlbuild):
     assert "SingleStream" in done.stdout + done.stderr
 
 
-def test_torch_framework_trains_a_cnn_and_shares_the_dataset(workspace, cache_dir, mlbuild):
+def test_torch_framework_trains_a_cnn_and_shares_the_dataset(workspace, cache_dir, mlbuild, scenarios_tested):
     done = mlbuild(workspace, cache_dir, "build", "//digits:eval_fp32", "--config=framework=torch")
     assert done.returncode == 0, done.stderr
     ran = built(done.stderr)

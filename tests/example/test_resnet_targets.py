@@ -5,10 +5,15 @@ real model's interface (input [N,3,224,224] float32, first output ArgMax:0 int64
 classes), placed in a --distdir under the real file name; the copied workspace's checksum is
 re-pinned to that file. Everything else is the declared pipeline: download (from the distdir),
 ImageNet preprocessing of a small JPEG folder, engine, and the bench under the real LoadGen.
+
+The offline `run` that fails at the download is a module fixture (`offline_run`), since the
+distdir run reuses what it preprocessed; the changed-image test edits its own copy of the
+images, so each test passes alone and in any order.
 """
 
 import hashlib
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -62,15 +67,21 @@ def setup(tmp_path_factory, copy_example):
     return root, distdir, images, tmp_path_factory.mktemp("cache")
 
 
-def test_offline_cpu_run_fails_at_the_download_pointing_at_distdir(setup, mlbuild):
+@pytest.fixture(scope="module")
+def offline_run(setup, mlbuild):
+    """`mlbuild run` of the ResNet bench with no distdir: it preprocesses the images, then fails."""
     root, _, images, cache = setup
-    done = mlbuild(root, cache, "run", "//bench:resnet50", "--config=cpu", f"--config=imagenet_path={images}")
+    return mlbuild(root, cache, "run", "//bench:resnet50", "--config=cpu", f"--config=imagenet_path={images}")
+
+
+def test_offline_cpu_run_fails_at_the_download_pointing_at_distdir(offline_run):
+    done = offline_run
     assert done.returncode == 1
     assert "could not download resnet50_v1.onnx" in done.stderr
     assert "--distdir" in done.stderr
 
 
-def test_runs_from_a_distdir_and_an_image_folder(setup, mlbuild):
+def test_runs_from_a_distdir_and_an_image_folder(setup, mlbuild, offline_run):
     root, distdir, images, cache = setup
     done = mlbuild(root, cache, "test", "//bench:resnet50", f"--config=cpu,batch_size=4,imagenet_path={images}",
                    "--distdir", str(distdir))
@@ -83,14 +94,17 @@ def test_runs_from_a_distdir_and_an_image_folder(setup, mlbuild):
     assert "] built //models:resnet50_onnx" in done.stderr  # from the distdir, verified
 
 
-def test_a_changed_image_reruns_preprocessing_only_downstream(setup, mlbuild):
-    root, distdir, images, cache = setup
+def test_a_changed_image_reruns_preprocessing_only_downstream(setup, mlbuild, tmp_path):
+    root, distdir, shared_images, cache = setup
+    images = shutil.copytree(shared_images, tmp_path / "images")
+    args = ["build", "//engines:resnet50", f"--config=cpu,batch_size=4,imagenet_path={images}", "--distdir", distdir]
+    before = mlbuild(root, cache, *args)
+    assert before.returncode == 0, before.stderr
     first = next(images.glob("*.JPEG"))
     from PIL import Image
 
     Image.fromarray(np.zeros((200, 200, 3), dtype=np.uint8)).save(first, format="JPEG")
-    done = mlbuild(root, cache, "build", "//engines:resnet50", f"--config=cpu,batch_size=4,imagenet_path={images}",
-                   "--distdir", str(distdir))
+    done = mlbuild(root, cache, *args)
     assert done.returncode == 0, done.stderr
     assert "] built //datasets:imagenet_val" in done.stderr
     assert "] built //models:resnet50_onnx" not in done.stderr
