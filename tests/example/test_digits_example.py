@@ -32,16 +32,16 @@ def built(stderr: str) -> set[str]:
 @pytest.fixture(scope="module")
 def scenarios_tested(workspace, cache_dir, mlbuild, tmp_path_factory):
     """`mlbuild test` of every benchmark and the accuracy check, in the default configuration:
-    (the process, its --results-json rows by target)."""
+    (the process, its --results-json rows by target, where mlbuild-bin pointed right after)."""
     results = tmp_path_factory.mktemp("results") / "results.json"
     done = mlbuild(workspace, cache_dir, "test", "//bench/...", "//digits:accuracy_check",
                    "--results-json", str(results))
     rows = {row["target"]: row for row in json.loads(results.read_text())} if results.exists() else {}
-    return done, rows
+    return done, rows, (workspace / "mlbuild-bin").resolve()
 
 
 def test_all_scenarios_pass_under_loadgen(workspace, scenarios_tested):
-    done, rows = scenarios_tested
+    done, rows, convenience_link = scenarios_tested
     assert done.returncode == 0, done.stderr + done.stdout
     for scenario in ("offline", "singlestream", "multistream", "server"):
         row = rows[f"//bench:digits_{scenario}"]
@@ -51,7 +51,8 @@ def test_all_scenarios_pass_under_loadgen(workspace, scenarios_tested):
         assert row["latency_p99_ms"] > 0
         if scenario != "multistream":  # LoadGen reports MultiStream by per-query latency only
             assert row["samples_per_second"] > 0
-    out = workspace / "mlbuild-bin" / "bench" / "digits_offline" / "performance"
+    assert convenience_link == (workspace / "mlbuild-out" / "default").resolve()
+    out = convenience_link / "bench" / "digits_offline" / "performance"
     assert "Result is : VALID" in (out / "mlperf_log_summary.txt").read_text()
     assert (out / "mlperf_log_detail.txt").is_file()
 
