@@ -44,8 +44,11 @@ def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
             trace.write(Path(kwargs["profile"]))
         if remote is not None:
             remote.close()
-    for _label, message in summary.failures():
+    for label, message in summary.failures():
         click.echo(message, err=True)
+        logs = _failed_test_logs(builder, label, summary.outcomes[label])
+        if logs:
+            click.echo(f"  logs: {logs}", err=True)
     click.echo(summary_line(summary), err=True)
     if remote is not None:
         stats = remote.stats
@@ -53,6 +56,17 @@ def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
                    f"{stats.uploads} blobs uploaded ({stats.skipped_uploads} already there), "
                    f"{stats.bytes_down / 2**20:.1f} MiB down, {stats.bytes_up / 2**20:.1f} MiB up", err=True)
     return builder, summary
+
+
+def _failed_test_logs(builder, label, outcome) -> str:
+    """Where a failed test left what to read: its outputs (LoadGen's logs) and its stdout/stderr."""
+    result = outcome.result
+    if result is None or outcome.status != Status.TEST_FAILED:
+        return ""
+    places = [f"{builder.output_tree.directory(label).relative_to(builder.workspace.root)}/"]
+    places += [f"{name} {builder.cache.cas.blob_path(digest)}"
+               for name, digest in (("stdout", result.stdout_digest), ("stderr", result.stderr_digest)) if digest]
+    return ", ".join(places)
 
 
 def _without_tests(graph):

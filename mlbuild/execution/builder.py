@@ -66,7 +66,7 @@ class BuildSummary:
                     f"{label}: {error}" if isinstance(error, NodeFailed) else f"{label}: {error!r}")
                 failed.append((label, message))
             elif outcome.status == Status.TEST_FAILED:
-                failed.append((label, f"{label}: {outcome.result.failure or f'{label} failed'!r}"))
+                failed.append((label, outcome.result.failure or f"{label} failed"))  # readable lines, not a repr
         return failed
 
 

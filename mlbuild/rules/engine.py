@@ -1,7 +1,7 @@
 """`engine`: build an inference engine from an ONNX model, for the configured device.
 
 CPU (`backend: onnxruntime`): an onnxruntime-optimized model plus a sidecar JSON naming the
-ORT version and CPU features. The result is hardware-specific, so the host's CPU features
+ORT version and CPU features, cached only after one real inference at the declared batch size. The result is hardware-specific, so the host's CPU features
 are part of the action key (the ORT version already is, through the toolchain fingerprint).
 CUDA (`backend: tensorrt`): a TensorRT engine via the TensorRT Python API or `trtexec`, with
 batch size, precision and workspace size from the configuration as in CM's
@@ -56,6 +56,7 @@ class EngineRule(CommandRule):
         "workspace_mib": Attr("int", 1024),
         "optimization_level": Attr("str", "all"),
         "calibration": Attr("str", doc="calibration data 'LABEL FILE' (TensorRT int8)"),
+        "input_shape": Attr("list", [], doc="per-sample input dims for the check inference (default: the model's)"),
     }
 
     def toolchain_names(self, attrs: dict) -> list[str]:
@@ -78,7 +79,9 @@ class EngineRule(CommandRule):
             script = support_script("ort_optimize.py")
             argv = [python, script[0], "--model", model, "--out", ctx.outputs[0], "--sidecar", ctx.outputs[1],
                     "--level", ctx.expand(str(attrs["optimization_level"]), "optimization_level"),
-                    "--threads", threads]
+                    "--threads", threads, "--batch-size", ctx.expand(str(attrs["batch_size"]), "batch_size")]
+            if attrs["input_shape"]:
+                argv += ["--input-shape", *(str(d) for d in attrs["input_shape"])]
             params = (("cpu_features", list(cpu_features())),)
         else:
             engine_file = "engine.plan"

@@ -88,6 +88,9 @@ def test_runs_from_a_distdir_and_an_image_folder(setup, mlbuild, offline_run):
     # The stand-in model cannot reach 99% of 76.456%: the verdict must say so, after a real run.
     assert done.returncode == 1, done.stderr
     assert re.search(r"accuracy: accuracy 0\.\d+ < 0\.75", done.stderr), done.stderr
+    # Readable lines and where to look, not a repr with escaped newlines.
+    assert re.search(r"^  logs: mlbuild-out/\S+/bench/resnet50/, stdout /\S+, stderr /\S+$", done.stderr, re.M)
+    assert "\\n" not in done.stderr
     summary = root / "mlbuild-bin" / "bench" / "resnet50" / "performance" / "mlperf_log_summary.txt"
     assert "Result is : VALID" in summary.read_text()  # a failed benchmark keeps its logs to inspect
     assert "] cache hit //datasets:imagenet_val" in done.stderr  # preprocessed by the previous run
