@@ -14,6 +14,13 @@ if ! command -v nginx >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq nginx-light libnginx-mod-http-echo >/dev/null
 fi
 
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (headless, for the test that renders the HTML benchmark report)"
+  if [ "$(id -u)" = 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
+  $apt_get update -qq
+  DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq chromium >/dev/null
+fi
+
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 wheelhouse=.wheelhouse

@@ -128,21 +128,30 @@ def run(ctx, target, **kwargs):
 @click.option("--no-cache-test-results", is_flag=True, help="Run tests even when a cached pass exists.")
 @click.option("--results-json", metavar="FILE", help="Write the test results as JSON.")
 @click.option("--junit-xml", metavar="FILE", help="Write the test results as JUnit XML (one testcase per target).")
+@click.option("--report", metavar="FILE.html",
+              help="Write a self-contained HTML page: the results table and throughput/latency plots.")
 @click.pass_context
-def test(ctx, targets, no_cache_test_results, results_json, junit_xml, **kwargs):
+def test(ctx, targets, no_cache_test_results, results_json, junit_xml, report, **kwargs):
     """Build and run the test and benchmark targets among TARGETS."""
     session, labels, graph = _start(ctx, targets, kwargs)
     tests = {label for label in labels if graph[label].is_test}
     if not tests:
         raise NothingToDoError(f"no test or bench targets in {' '.join(targets)}")
-    _, summary = _run_build(session, graph, kwargs, tests=tests,
-                            force=tests if no_cache_test_results else None)
+    builder, summary = _run_build(session, graph, kwargs, tests=tests,
+                                  force=tests if no_cache_test_results else None)
     rows = test_rows(session, graph, tests, summary)
     click.echo(format_table(rows))
     if results_json:
         Path(results_json).write_text(json.dumps(rows, indent=2) + "\n")
     if junit_xml:
         write_junit(rows, Path(junit_xml))
+    if report:
+        from ..report import write_report
+
+        benches = {str(label): builder.output_root / label.package / label.name
+                   for label in tests if graph[label].rule == "bench"}
+        write_report(Path(report), rows, benches, f"mlbuild test {' '.join(targets)}")
+        click.echo(f"report: {report}", err=True)
     if not summary.ok:
         sys.exit(EXIT_BUILD_FAILED)
 

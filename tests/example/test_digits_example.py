@@ -9,7 +9,9 @@ test that builds on its results asks for it, so each test passes alone and in an
 import json
 import re
 import shutil
+import subprocess
 
+import numpy as np
 import pytest
 
 UPSTREAM_OF_PRECISION = ["//digits:dataset", "//digits:preprocess", "//digits:model_sklearn"]
@@ -103,3 +105,31 @@ def test_torch_framework_trains_a_cnn_and_shares_the_dataset(workspace, cache_di
     assert ran.isdisjoint({"//digits:dataset", "//digits:preprocess"}), ran
     metrics = workspace / "mlbuild-bin" / "digits" / "eval_fp32" / "metrics.json"
     assert json.loads(metrics.read_text())["accuracy"] >= 0.93
+
+
+def test_report_is_a_self_contained_page_whose_plots_render(workspace, cache_dir, mlbuild, tmp_path):
+    """The page opened in headless Chromium: the bars, lines and histograms are on the screenshot."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (scripts/setup.sh installs it)")
+    from PIL import Image
+
+    report = tmp_path / "report.html"
+    done = mlbuild(workspace, cache_dir, "test", "//bench:digits_offline", "//bench:digits_singlestream",
+                   "//bench:digits_server", "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    page = report.read_text()
+    assert page.count("<svg") == 3 and "<table>" in page and "//bench:digits_server" in page
+    assert not re.search(r"<(script|link|img)\b|\bsrc=", page)  # nothing to fetch
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1300,2400", f"--screenshot={shot}", report.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+
+    def count(rgb):
+        return int(np.all(np.abs(pixels - np.array(rgb)) <= 8, axis=-1).sum())
+
+    assert count((31, 119, 180)) > 2000  # throughput bars (and the first percentile line)
+    assert count((255, 127, 14)) > 2000  # histogram bins
+    assert count((44, 160, 44)) > 50  # the third percentile line
