@@ -30,7 +30,9 @@ def test_tree_has_the_official_layout(built_tree):
     system = json.loads((base / "systems" / "cpu-example.json").read_text())
     assert system["division"] == "open" and system["framework"].startswith("onnxruntime ")
     assert system["host_processor_core_count"] >= 1 and system["cooling"] == "Air"
-    assert (base / "code" / "digits" / "README.md").is_file()
+    assert (base / "code" / "digits" / "README.md").is_file() and (base / "src" / "digits" / "README.md").is_file()
+    assert json.loads((base / "model_mapping.json").read_text()) == {"digits": "resnet"}
+    assert system["accelerators_per_node"] == "0"  # the official checker reads a numeric 0 as no answer
     for scenario in SCENARIOS:
         results = base / "results" / "cpu-example" / "digits" / scenario
         for name in ("measurements.json", "user.conf", "README.md", "accuracy/accuracy.txt",
@@ -63,6 +65,9 @@ def test_check_passes_and_prints_the_official_command(built_tree, mlbuild):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "submission check passed: 0 error(s)" in done.stdout
     assert "run style 'test' (short durations): NOT VALID FOR SUBMISSION" in done.stdout  # open: a warning
+    # Mapped to ResNet-50: what a test-style run of a small dataset lacks is named, as warnings.
+    assert "the accuracy run covers 360 samples, the benchmark's dataset has 50000" in done.stdout
+    assert "Server latency bound 500000000 ns, MLPerf's is 15000000 ns" in done.stdout
     assert f"submission_checker.main --input {tree}" in done.stdout
 
 

@@ -1,6 +1,7 @@
 """Check an MLPerf inference submission tree for what the official submission checker checks.
 
-Walks `<division>/<submitter>/` (submission_structure.md of mlcommons/inference): the system
+Walks `<division>/<submitter>/` (submission_structure.md of mlcommons/inference; the code
+under src/, where the v6.x checker looks): the system
 descriptions and their required fields, and for each results/<system>/<benchmark>/<scenario>/
 the required files (measurements.json and its fields, user.conf, README.md, accuracy/,
 performance/run_1/), LoadGen's verdict (VALID, no errors, the scenario of the directory), the
@@ -54,10 +55,12 @@ MEANINGFUL_SYSTEM_FIELDS = (
     "accelerator_interconnect", "cooling", "framework", "operating_system", "other_software_stack",
 )
 # Per official benchmark (tools/submission/submission_checker/constants.py, v6.1): accuracy target
-# (percent), minimum query counts, and whether TEST01/TEST04 apply.
+# (percent), minimum query counts, performance sample count, dataset size, Server latency bound,
+# and the compliance tests that apply.
 BENCHMARKS = {
     "resnet": {"accuracy": 76.46 * 0.99, "min_queries": {"SingleStream": 1024, "MultiStream": 270336,
                                                          "Server": 270336, "Offline": 1},
+               "performance_sample_count": 1024, "dataset_size": 50000, "server_latency_ns": 15_000_000,
                "tests": ("TEST01", "TEST04")},
 }
 ALIASES = {"resnet50": "resnet"}
@@ -104,22 +107,33 @@ def check_tree(root: str) -> Report:
 
 def _check_submitter(report: Report, base: str, division: str, submitter: str) -> None:
     systems_dir, results_dir = os.path.join(base, "systems"), os.path.join(base, "results")
-    for required in (systems_dir, results_dir, os.path.join(base, "code")):
+    for required in (systems_dir, results_dir, os.path.join(base, "src")):
         if not os.path.isdir(required):
             report.error(required, "missing directory")
+    mapping = {}
+    if division == "open" and os.path.isfile(os.path.join(base, "model_mapping.json")):
+        try:
+            with open(os.path.join(base, "model_mapping.json")) as f:
+                mapping = json.load(f)
+        except ValueError as e:
+            report.error(os.path.join(base, "model_mapping.json"), f"not JSON: {e}")
     for system in _dirs(results_dir):
         description = os.path.join(systems_dir, f"{system}.json")
         _check_system(report, description, division, submitter)
         for benchmark in _dirs(os.path.join(results_dir, system)):
-            if not os.path.isdir(os.path.join(base, "code", benchmark)):
-                report.error(os.path.join(base, "code", benchmark), "missing code directory for the benchmark")
-            official = BENCHMARKS.get(ALIASES.get(benchmark, benchmark))
+            if not os.path.isdir(os.path.join(base, "src", benchmark)):
+                report.error(os.path.join(base, "src", benchmark), "missing code directory for the benchmark")
+            name = mapping.get(benchmark, benchmark)
+            official = BENCHMARKS.get(ALIASES.get(name, name))
             if division == "closed" and official is None:
                 report.error(os.path.join(results_dir, system, benchmark),
                              "not an MLPerf benchmark: the closed division takes only those")
             for scenario in _dirs(os.path.join(results_dir, system, benchmark)):
                 _check_scenario(report, os.path.join(results_dir, system, benchmark, scenario), division,
                                 scenario, official)
+            if division == "open" and official is None:
+                report.warn(os.path.join(results_dir, system, benchmark), "maps to no MLPerf benchmark "
+                            "(model_mapping.json): the official checker cannot score it")
 
 
 def _check_system(report: Report, path: str, division: str, submitter: str) -> None:
@@ -132,7 +146,7 @@ def _check_system(report: Report, path: str, division: str, submitter: str) -> N
     for field in SYSTEM_FIELDS:
         if field not in system:
             report.error(path, f"missing system field '{field}'")
-        elif field in MEANINGFUL_SYSTEM_FIELDS and str(system[field]).strip() in ("", "N/A", "TBD"):
+        elif field in MEANINGFUL_SYSTEM_FIELDS and (not system[field] or str(system[field]).strip() in ("N/A", "TBD")):
             report.error(path, f"system field '{field}' needs a meaningful value, has {system[field]!r}")
     if system.get("division") != division:
         report.error(path, f"division is {system.get('division')!r} but the tree's is '{division}'")
@@ -165,30 +179,47 @@ def _check_scenario(report: Report, path: str, division: str, scenario: str, off
         pass
     perf = os.path.join(path, "performance", "run_1")
     values = _check_run(report, perf, PERF_FILES, scenario, performance=True)
-    if values is not None:
-        short = values.get("effective_min_duration_ms", 0) < TEST_DURATION_MS
-        test_style = test_style or short
-        if not test_style and official is not None:
-            minimum = official["min_queries"].get(scenario, 1)
-            count = values.get("effective_min_query_count", 0)
-            if scenario == "Offline":
-                minimum, count = OFFLINE_MIN_SAMPLES, values.get("result_query_count", 0) * values.get(
-                    "effective_samples_per_query", 1)
-            if count < minimum:
-                report.error(perf, f"{count} queries/samples, MLPerf requires at least {minimum} for {scenario}")
+    test_style = test_style or (values is not None and values.get("effective_min_duration_ms", 0) < TEST_DURATION_MS)
     if test_style:
         message = "run style 'test' (short durations): NOT VALID FOR SUBMISSION"
         (report.error if division == "closed" else report.warn)(path, message + (
             "; the closed division refuses it" if division == "closed" else ""))
     accuracy_dir = os.path.join(path, "accuracy")
-    if _check_run(report, accuracy_dir, ACCURACY_FILES, scenario, performance=False) is not None:
-        _check_accuracy(report, accuracy_dir, official, measurements)
+    accuracy_values = _check_run(report, accuracy_dir, ACCURACY_FILES, scenario, performance=False)
+    if accuracy_values is not None:
+        _check_accuracy(report, accuracy_dir, official, measurements, division)
+    if official is not None:
+        # What MLPerf requires of the benchmark's runs; a test-style run is short of it by design.
+        record = report.warn if test_style and division != "closed" else report.error
+        for where, message in _benchmark_shortfalls(official, scenario, values or {}, accuracy_values or {}):
+            record(os.path.join(path, where), message)
     for test in ("TEST01", "TEST04"):
         test_dir = os.path.join(path, test)
         if os.path.isdir(test_dir):
             _check_compliance(report, test_dir, test, scenario, division, test_style)
         elif division == "closed" and official is not None and test in official["tests"]:
             report.error(test_dir, f"{test} is required for this benchmark in the closed division")
+
+
+def _benchmark_shortfalls(official: dict, scenario: str, perf: dict, accuracy: dict):
+    """(file, message) for each of MLPerf's per-benchmark minimums a run misses."""
+    detail = "performance/run_1/mlperf_log_detail.txt"
+    if perf:
+        minimum = official["min_queries"].get(scenario, 1)
+        count = perf.get("result_query_count", 0)
+        if scenario == "Offline":
+            minimum, count = OFFLINE_MIN_SAMPLES, count * perf.get("generated_samples_per_query", 1)
+        if count < minimum:
+            yield detail, f"{count} queries/samples, MLPerf requires at least {minimum} for {scenario}"
+        if perf.get("effective_performance_sample_count", 0) < official["performance_sample_count"]:
+            yield detail, (f"performance_sample_count {perf.get('effective_performance_sample_count')}, "
+                           f"MLPerf requires at least {official['performance_sample_count']}")
+        bound = official["server_latency_ns"]
+        if scenario == "Server" and perf.get("effective_target_latency_ns", 0) > bound:
+            yield detail, f"Server latency bound {perf.get('effective_target_latency_ns')} ns, MLPerf's is {bound} ns"
+    if accuracy and accuracy.get("qsl_reported_total_count", 0) < official["dataset_size"]:
+        yield "accuracy/mlperf_log_detail.txt", (f"the accuracy run covers {accuracy.get('qsl_reported_total_count')} "
+                                                 f"samples, the benchmark's dataset has {official['dataset_size']}")
 
 
 def _check_run(report: Report, directory: str, files, scenario: str, performance: bool):
@@ -213,7 +244,7 @@ def _check_run(report: Report, directory: str, files, scenario: str, performance
     return values
 
 
-def _check_accuracy(report: Report, directory: str, official, measurements: dict) -> None:
+def _check_accuracy(report: Report, directory: str, official, measurements: dict, division: str) -> None:
     path = os.path.join(directory, "accuracy.txt")
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
@@ -224,7 +255,8 @@ def _check_accuracy(report: Report, directory: str, official, measurements: dict
     if os.path.getsize(os.path.join(directory, "mlperf_log_accuracy.json")) > 10 * 1024 and \
             not any(line.startswith("hash=") for line in lines):
         report.error(path, "mlperf_log_accuracy.json is not truncated (no hash= line)")
-    target = official["accuracy"] if official is not None else measurements.get("accuracy_target")
+    # The closed division is held to MLPerf's target; an open result to the one its bench declared.
+    target = official["accuracy"] if division == "closed" and official else measurements.get("accuracy_target")
     if target is None:
         report.warn(path, "no accuracy target known for this benchmark (measurements.json accuracy_target)")
     elif float(found.group(1)) < float(target):

@@ -5,7 +5,7 @@ benchmark, the user's system fields and measurements, and per scenario the bench
 directory (performance/, accuracy/) and its compliance tests' directories. The tree follows
 mlcommons/inference tools/submission/submission_structure.md:
 
-    <division>/<submitter>/code/<benchmark>/README.md
+    <division>/<submitter>/{code,src}/<benchmark>/README.md
     <division>/<submitter>/systems/<system>.json     detected facts + the user's fields
     <division>/<submitter>/results/<system>/<benchmark>/<scenario>/
         accuracy/{accuracy.txt, mlperf_log_accuracy.json, mlperf_log_detail.txt, mlperf_log_summary.txt}
@@ -32,6 +32,8 @@ import tarfile
 from submission_check import check_and_print
 
 VIEWABLE_SIZE = 4096
+# submission_structure.md names the code directory `code`; the v6.x checker looks for `src`.
+CODE_DIRS = ("code", "src")
 
 
 def truncate_accuracy_log(accuracy_dir: str) -> None:
@@ -64,7 +66,7 @@ def system_description(spec: dict, result: dict) -> dict:
         "host_processor_model_name": host.get("cpu_model") or "unknown",
         "host_processors_per_node": 1, "host_processor_core_count": host.get("logical_cpus"),
         "host_memory_capacity": f"{host.get('memory_gib')} GiB" if host.get("memory_gib") else "unknown",
-        "accelerators_per_node": 1 if accelerator else 0, "accelerator_model_name": accelerator or "N/A",
+        "accelerators_per_node": "1" if accelerator else "0",  # the checker takes a 0 for an empty answer "accelerator_model_name": accelerator or "N/A",
         "accelerator_memory_capacity": "N/A", "accelerator_host_interconnect": "N/A",
         "accelerator_memory_configuration": "N/A", "accelerator_interconnect": "N/A",
         "framework": f"{backend} {version}".strip(), "operating_system": host.get("os") or "unknown",
@@ -92,12 +94,13 @@ def scenario_readme(spec: dict, scenario: str, entry: dict, result: dict) -> str
 
 def assemble(spec: dict, out: str) -> str:
     base = os.path.join(out, spec["division"], spec["submitter"])
-    code = os.path.join(base, "code", spec["benchmark"])
-    os.makedirs(code)
-    with open(os.path.join(code, "README.md"), "w") as f:
-        f.write(f"# {spec['benchmark']}\n\nBuilt and run by mlbuild from the workspace target {spec['label']};\n"
-                "the harness is mlbuild's rules/support/loadgen_harness.py, LoadGen from the `mlcommons-loadgen` "
-                "wheel.\n")
+    for code_dir in CODE_DIRS:
+        code = os.path.join(base, code_dir, spec["benchmark"])
+        os.makedirs(code)
+        with open(os.path.join(code, "README.md"), "w") as f:
+            f.write(f"# {spec['benchmark']}\n\nBuilt and run by mlbuild from the workspace target {spec['label']};\n"
+                    "the harness is mlbuild's rules/support/loadgen_harness.py, LoadGen from the `mlcommons-loadgen` "
+                    "wheel.\n")
     any_result = None
     for scenario, entry in sorted(spec["results"].items()):
         bench = entry["bench_dir"]
