@@ -73,6 +73,11 @@ class Action:
     resources: Resources = field(default_factory=Resources)
     timeout_s: float | None = None
     tags: tuple[str, ...] = ()
+    network: bool = False  # may reach the network; otherwise it runs in an empty network namespace
+    # The image ID it runs in, and the runtime binary, from its container toolchain; not keyed:
+    # the image's digest is, as that toolchain's fingerprint.
+    container: str | None = None
+    container_runtime: str | None = None
 
     @property
     def cacheable(self) -> bool:

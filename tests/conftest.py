@@ -224,3 +224,67 @@ def no_proxies(monkeypatch):
     """Loopback requests must not be sent to a proxy configured in the environment."""
     for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
+
+
+# -- container images built from local files, in the real docker daemon ---------------------------
+
+@pytest.fixture(scope="session")
+def docker() -> str:
+    """The docker client, once its daemon answers (`make setup` installs and starts it)."""
+    import subprocess
+
+    client = shutil.which("docker")
+    if client is None or subprocess.run([client, "version"], capture_output=True).returncode != 0:
+        pytest.skip("needs a docker daemon (make setup installs docker.io and starts dockerd)")
+    return client
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker, tmp_path_factory):
+    """A factory: busybox_image(extra_files={path: text}) -> image ID, by `docker import` of a
+    busybox-static root filesystem (images differing in a file differ in ID); its /bin/bash
+    is busybox's POSIX shell."""
+    import subprocess
+    import tarfile
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("needs busybox-static (make setup installs it)")
+
+    def build(extra_files: dict | None = None) -> str:
+        rootfs = tmp_path_factory.mktemp("rootfs")
+        (rootfs / "bin").mkdir()
+        shutil.copy2(busybox, rootfs / "bin" / "busybox")
+        for applet in ("sh", "cat", "echo", "sleep", "wc", "id", "sort", "wget", "ls"):
+            os.symlink("busybox", rootfs / "bin" / applet)
+        (rootfs / "bin" / "bash").write_text('#!/bin/sh\nexec /bin/sh "$@"\n')  # `cmd` runs /bin/bash -c
+        (rootfs / "bin" / "bash").chmod(0o755)
+        (rootfs / "tmp").mkdir(mode=0o1777)
+        for relative, text in (extra_files or {}).items():
+            (rootfs / relative).parent.mkdir(parents=True, exist_ok=True)
+            (rootfs / relative).write_text(text)
+        archive = rootfs.with_suffix(".tar")
+        with tarfile.open(archive, "w") as tar:
+            tar.add(rootfs, arcname=".")
+        done = subprocess.run([docker, "import", str(archive)], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def python_image(docker, tmp_path_factory) -> tuple[str, Path]:
+    """(image ID, docker save tarball) of scripts/build_image.py's image: this host's Python
+    with numpy and mlperf-logging from the wheelhouse, as //training:digits_container runs in."""
+    import subprocess
+    import sys
+
+    tarball = tmp_path_factory.mktemp("images") / "digits-train.tar"
+    packages = [line.strip() for line in (REPO / "toolchains/requirements/training.txt").read_text().splitlines()
+                if line.startswith(("numpy==", "mlperf-logging=="))]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts/build_image.py"), "--tag", "mlbuild/digits-train:test",
+         "--out", str(tarball), *[arg for p in packages for arg in ("--package", p)]],
+        capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip(), tarball

@@ -25,7 +25,7 @@ from .session import Session, config_tokens
 
 
 def _start(ctx, targets, kwargs):
-    session = Session(ctx.obj, kwargs["configs"])
+    session = Session(ctx.obj, kwargs["configs"], kwargs.get("distdirs") or ())
     labels, graph = session.analyze(list(targets))
     return session, labels, graph
 
@@ -34,7 +34,7 @@ def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
     progress = make_progress(len(graph))
     trace = TraceRecorder() if kwargs.get("profile") else None
     remote = make_remote(kwargs, session.workspace.settings, lambda message: progress.message(f"warning: {message}"))
-    builder = session.builder(to_build_options(kwargs, len(gpus())), progress, remote=remote,
+    builder = session.builder(to_build_options(kwargs, len(gpus()), session.distdirs), progress, remote=remote,
                               observers=[trace] if trace else ())
     try:
         summary = builder.build(graph, tests=tests, force=force)

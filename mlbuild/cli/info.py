@@ -46,10 +46,12 @@ def toolchain():
 
 
 @toolchain.command("list")
+@click.option("--distdir", "distdirs", multiple=True, metavar="DIR",
+              help="Build venvs and load images from DIR only (filled by `mlbuild fetch`).")
 @click.pass_context
-def toolchain_list(ctx):
-    """Detect every declared toolchain and show its fingerprint or why it is unusable."""
-    registry = Session(ctx.obj).toolchains
+def toolchain_list(ctx, distdirs):
+    """Detect, build or load every declared toolchain; show its fingerprint or why it is unusable."""
+    registry = Session(ctx.obj, distdirs=distdirs).toolchains
     for name in registry.names():
         try:
             resolved = registry.resolve(name)

@@ -38,7 +38,8 @@ def build_options(f):
         click.option("--remote-max-upload-size", metavar="SIZE",
                      help="Do not upload blobs larger than SIZE (e.g. 2G): huge datasets stay local."),
         click.option("--distdir", "distdirs", multiple=True, metavar="DIR",
-                     help="Directory holding files to use instead of downloading them (repeatable)."),
+                     help="Directory filled by `mlbuild fetch` (downloads, wheels, images) to use instead "
+                          "of the network: air-gapped builds (repeatable; else `workspace: distdir:`)."),
         click.option("--downloader-config", metavar="FILE",
                      help="URL rewrites for downloads, lines of `rewrite REGEX REPLACEMENT` (internal mirrors)."),
         click.option("--profile", metavar="FILE", help="Write a Chrome trace-event JSON of the build."),
@@ -71,7 +72,7 @@ def make_remote(kwargs: dict, settings: dict, warn):
     return RemoteCache(options, warn)
 
 
-def to_build_options(kwargs: dict, gpus_detected: int) -> BuildOptions:
+def to_build_options(kwargs: dict, gpus_detected: int, distdirs: tuple = ()) -> BuildOptions:
     from pathlib import Path
 
     config = kwargs.get("downloader_config")
@@ -83,6 +84,6 @@ def to_build_options(kwargs: dict, gpus_detected: int) -> BuildOptions:
         gpus=kwargs["gpus"] if kwargs.get("gpus") is not None else gpus_detected,
         memory_mb=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20,
         upload=kwargs.get("remote_upload", True),
-        distdirs=tuple(Path(d).expanduser().resolve() for d in kwargs.get("distdirs") or ()),
+        distdirs=distdirs,
         rewrites=tuple(load_rewrites(Path(config))) if config else (),
     )

@@ -37,13 +37,15 @@ def log(message: str) -> None:
 
 
 class Session:
-    def __init__(self, options: GlobalOptions, configs: tuple[str, ...] = ()):
+    def __init__(self, options: GlobalOptions, configs: tuple[str, ...] = (), distdirs=()):
         self.options = options
         start = Path(options.workspace) if options.workspace else Path.cwd()
         self.workspace = Workspace(find_workspace_root(start.resolve()))
         self.cache = LocalCache(options.cache_root())
         self.configuration = self.workspace.configs.resolve(config_tokens(configs))
-        self.toolchains = ToolchainRegistry(self.workspace.toolchain_decls, self.cache.root, log)
+        self.distdirs = resolve_distdirs(distdirs, self.workspace)
+        self.toolchains = ToolchainRegistry(self.workspace.toolchain_decls, self.cache.root, log,
+                                            distdirs=self.distdirs)
 
     def analyze(self, patterns: list[str]):
         """Expand patterns and analyze them with their dependencies: (requested labels, graph)."""
@@ -58,6 +60,16 @@ class Session:
     def builder(self, build_options: BuildOptions, progress, remote=None, observers=()) -> Builder:
         return Builder(self.workspace, self.cache, self.configuration, remote=remote, progress=progress,
                        options=build_options, executors={**BUILTIN_EXECUTORS, **EXECUTORS}, observers=observers)
+
+
+def resolve_distdirs(flags, workspace: Workspace) -> tuple[Path, ...]:
+    """The air-gapped sources: --distdir flags, else the root BUILD.yaml's `workspace: distdir:`
+    (a path or a list, relative to the workspace root)."""
+    if flags:
+        return tuple(Path(d).expanduser().resolve() for d in flags)
+    setting = workspace.settings.get("distdir") or []
+    return tuple((workspace.root / Path(str(d)).expanduser()).resolve()
+                 for d in ([setting] if isinstance(setting, str) else setting))
 
 
 def default_jobs() -> int:

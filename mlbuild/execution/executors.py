@@ -20,6 +20,7 @@ from typing import Callable
 
 from ..errors import ActionError
 from ..storage.cas import ContentStore
+from .isolation import run_confined
 from .processes import ProcessRunner
 from .sandbox import Sandbox
 
@@ -64,10 +65,10 @@ def run_subprocess(sandbox: Sandbox, runner: ProcessRunner, logs_dir: Path, stre
     try:
         if stream:
             stdout.touch(), stderr.touch()
-            result = runner.run(sandbox.argv(), sandbox.root, sandbox.env(), None, None, action.timeout_s)
+            result = run_confined(runner, sandbox, None, None)
         else:
             with open(stdout, "wb") as out, open(stderr, "wb") as err:
-                result = runner.run(sandbox.argv(), sandbox.root, sandbox.env(), out, err, action.timeout_s)
+                result = run_confined(runner, sandbox, out, err)
     except FileNotFoundError:
         raise ActionError(
             f"{action.label}: command not found: {action.argv[0]}",
@@ -90,6 +91,8 @@ def run_subprocess(sandbox: Sandbox, runner: ProcessRunner, logs_dir: Path, stre
         if result.exit_code == 127:
             message = f"{action.label}: command not found (exit 127)"
             hint = "the action's PATH holds only its toolchains' bin dirs and /usr/local/bin:/usr/bin:/bin"
+        elif result.exit_code == 125 and action.container:
+            message = f"{action.label}: the container runtime could not start image {action.container} (exit 125)"
         raise ActionError(message + (f"\n{tail}" if tail else ""), hint=hint)
     return Execution(result.exit_code, duration, stdout, stderr)
 

@@ -57,6 +57,7 @@ from ..errors import ActionError
 from ..storage.action_cache import ActionResult, OutputFile
 from ..storage.local import LocalCache
 from .executors import Executor, ExecutorContext
+from .isolation import run_confined
 from .outcome import Outcome, Status
 from .sandbox import Sandbox, sweep_stale
 
@@ -206,9 +207,7 @@ class SandboxRunner:
         sandbox = Sandbox(self.sandbox_base, action)
         try:
             sandbox.stage(self.workspace_root, dep_results, self.context.cas)
-            done = self.context.processes.run(sandbox.argv(), sandbox.root, sandbox.env(), None, None,
-                                              action.timeout_s)
-            return done.exit_code
+            return run_confined(self.context.processes, sandbox, None, None).exit_code
         finally:
             sandbox.remove()
 

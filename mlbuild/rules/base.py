@@ -45,6 +45,7 @@ COMMON_ATTRS = {
     "resources": Attr("dict", {}),
     "timeout": Attr("float", None),
     "env": Attr("dict", {}),
+    "network": Attr("bool", False, doc="may reach the network (else its own empty network namespace)"),
 }
 
 _TYPE_CHECKS = {
@@ -256,6 +257,17 @@ class RuleContext:
         for key, value in (self.attrs.get("env") or {}).items():
             env[str(key)] = self.expand(str(value), "env")
         return tuple(sorted((key, self.abstract(value)) for key, value in env.items()))
+
+    def container(self) -> tuple[str | None, str | None]:
+        """(image ID, runtime) of the container toolchain the action runs in, if it names one."""
+        images = [t for t in self.toolchains.values() if t.kind == "container"]
+        if len(images) > 1:
+            raise BuildFileError(f"{self.label} names {len(images)} container toolchains; an action runs in one",
+                                 self.where("toolchains"))
+        return (images[0].paths["image"], images[0].paths.get("runtime")) if images else (None, None)
+
+    def network(self) -> bool:
+        return bool(self.attrs.get("network")) or "network" in (self.attrs.get("tags") or [])
 
     def toolchain_digests(self) -> tuple[tuple[str, str], ...]:
         return tuple(sorted((name, t.digest) for name, t in self.toolchains.items()))

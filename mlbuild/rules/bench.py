@@ -172,7 +172,7 @@ class BenchRule(CommandRule):
                                                  "--result", "result.json")),
             env=action.env, sources=action.sources, deps=action.deps, toolchains=action.toolchains,
             toolchain_roots=action.toolchain_roots,
-            tags=("no-cache",),
+            tags=("no-cache",), network=True, container=action.container, container_runtime=action.container_runtime,
         )
         return ConfiguredTarget(
             label=ctx.label, rule=self.name, deps=deps, action=action,

@@ -38,6 +38,7 @@ class CommandRule(Rule):
                 argv=("/bin/bash", "-c", ctx.abstract(ctx.expand(attrs["run"], "run"))),
                 env=action.env, sources=action.sources, deps=(*action.deps, str(ctx.label)),
                 toolchains=action.toolchains, toolchain_roots=action.toolchain_roots, tags=("no-cache",),
+                network=True, container=action.container, container_runtime=action.container_runtime,
             )
         return ConfiguredTarget(
             label=ctx.label, rule=self.name, deps=tuple(ctx.deps), action=action,
@@ -56,6 +57,7 @@ class CommandRule(Rule):
         sources = tuple((ctx.sources() + ctx.data_sources()) if sources is None else sources)
         if ctx.missing_data:
             extra.update(executor="unavailable", params=(("reason", ctx.missing_data),))
+        image, runtime = ctx.container()
         return Action(
             label=str(ctx.label), mnemonic=mnemonic, implementation=self.implementation,
             argv=tuple(ctx.abstract(a) for a in argv), env=ctx.action_env(env_extra),
@@ -63,5 +65,6 @@ class CommandRule(Rule):
             sources=sources,
             deps=tuple(str(d) for d in (ctx.deps if deps is None else deps)), outputs=tuple(outputs), output_dirs=tuple(output_dirs),
             toolchains=ctx.toolchain_digests(), resources=resources or ctx.resources(),
-            timeout_s=ctx.attrs.get("timeout"), tags=tuple(ctx.attrs["tags"]), **extra,
+            timeout_s=ctx.attrs.get("timeout"), tags=tuple(ctx.attrs["tags"]), network=ctx.network(),
+            container=image, container_runtime=runtime, **extra,
         )

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import BuildFileError, did_you_mean
-from . import host, venv
+from . import container, host, venv
 from .base import ResolvedToolchain, ToolchainMissing
 
 TOOLCHAIN_DIR_ENV = "MLBUILD_TOOLCHAIN_DIR"
@@ -17,12 +17,13 @@ _DETECTORS = {
     "tensorrt": host.detect_tensorrt,
     "tool": host.detect_tool,
 }
-KINDS = sorted([*_DETECTORS, "python_venv"])
+KINDS = sorted([*_DETECTORS, "python_venv", "container"])
 
 
 class ToolchainRegistry:
-    def __init__(self, decls: dict, cache_root: Path, log=print):
+    def __init__(self, decls: dict, cache_root: Path, log=print, distdirs=()):
         self._decls = decls  # name -> (LocatedDict, file)
+        self._distdirs = tuple(distdirs)  # air-gapped: wheels and images come from these only
         self._venv_root = Path(os.environ.get(TOOLCHAIN_DIR_ENV) or cache_root / "toolchains")
         self._log = log
         self._resolved: dict[str, ResolvedToolchain | ToolchainMissing] = {}
@@ -60,7 +61,10 @@ class ToolchainRegistry:
                 )
             try:
                 if kind == "python_venv":
-                    self._resolved[name] = venv.resolve_venv(name, decl, file, self._venv_root, self._log)
+                    self._resolved[name] = venv.resolve_venv(name, decl, file, self._venv_root, self._log,
+                                                             self._distdirs)
+                elif kind == "container":
+                    self._resolved[name] = container.resolve_container(name, decl, file, self._distdirs)
                 else:
                     self._resolved[name] = _DETECTORS[kind](name, decl)
             except ToolchainMissing as exc:
@@ -85,5 +89,6 @@ class UndetectedToolchains:
 
 def undetected(name: str, kind: str, fingerprint: dict) -> ResolvedToolchain:
     """A toolchain known only by its declaration: its paths read as <name.tool>."""
-    tool = {"python": "python", "python_venv": "python", "cuda": "nvcc", "tensorrt": "trtexec"}.get(kind, name)
+    tool = {"python": "python", "python_venv": "python", "cuda": "nvcc", "tensorrt": "trtexec",
+            "container": "image"}.get(kind, name)
     return ResolvedToolchain(name, kind, fingerprint, paths={tool: f"<{name}.{tool}>"})

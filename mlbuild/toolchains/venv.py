@@ -5,12 +5,16 @@ once per distinct requirement set and reused by every action, workspace and conf
 that names it. Building takes a lock, so concurrent mlbuild processes build it once; a
 `.complete` marker written last means a killed build is started over, never half-used.
 The fingerprint is the exact installed set (`pip freeze`), not the requested pins.
+
+On an air-gapped machine, distdirs (`--distdir`, filled by `mlbuild fetch`) make pip install
+with no index, finding wheels only in those directories (and their `wheels/` subdirectory).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,7 +65,8 @@ def interpreter_version(base: str, venv_root: Path) -> str:
     return version
 
 
-def resolve_venv(name: str, decl: dict, toolchain_file: Path, venv_root: Path, log) -> ResolvedToolchain:
+def resolve_venv(name: str, decl: dict, toolchain_file: Path, venv_root: Path, log,
+                 distdirs: tuple[Path, ...] = ()) -> ResolvedToolchain:
     base = decl.get("interpreter") or sys.executable
     base_version = interpreter_version(base, venv_root)
     check_version(name, base_version, decl.get("version"))
@@ -72,7 +77,7 @@ def resolve_venv(name: str, decl: dict, toolchain_file: Path, venv_root: Path, l
         venv_root.mkdir(parents=True, exist_ok=True)
         with filelock.FileLock(str(venv) + ".lock"):
             if not (venv / _MARKER).exists():
-                _build(name, base, venv, requirements, log)
+                _build(name, base, venv, requirements, log, distdirs)
     fingerprint = json.loads((venv / _FINGERPRINT).read_text())
     python = str(venv / "bin" / "python")
     requirements_file = decl.get("requirements")
@@ -86,23 +91,41 @@ def resolve_venv(name: str, decl: dict, toolchain_file: Path, venv_root: Path, l
     )
 
 
-def _build(name: str, base: str, venv: Path, requirements: list[str], log) -> None:
+def wheel_dirs(distdirs) -> list[Path]:
+    """Where pip looks for wheels on an air-gapped machine: each distdir and its wheels/."""
+    return [d for directory in distdirs for d in (Path(directory), Path(directory) / "wheels") if d.is_dir()]
+
+
+def pip_sources(distdirs) -> tuple[list[str], dict | None]:
+    """pip's options and env: with distdirs, no index and only their wheels (pip's config files
+    and PIP_* variables ignored, so nothing else is reached); without, pip's own settings."""
+    if not distdirs:
+        return [], None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    return ["--no-index", *[arg for d in wheel_dirs(distdirs) for arg in ("--find-links", str(d))]], env
+
+
+def _build(name: str, base: str, venv: Path, requirements: list[str], log, distdirs=()) -> None:
     if venv.exists():
         shutil.rmtree(venv)
-    log(f"toolchain {name}: creating virtual environment ({len(requirements)} pinned requirements)")
-    steps = [[base, "-m", "venv", str(venv)]]
+    where = f" from {', '.join(map(str, distdirs))} only" if distdirs else ""
+    log(f"toolchain {name}: creating virtual environment ({len(requirements)} pinned requirements{where})")
+    done = subprocess.run([base, "-m", "venv", str(venv)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ToolchainMissing(f"creating the virtual environment for '{name}' with {base} failed:\n"
+                               + _quoted(done.stderr or done.stdout))
     if requirements:
         requirements_file = venv.with_suffix(".requirements.txt")
         requirements_file.write_text("\n".join(requirements) + "\n")
-        steps.append([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                      "--disable-pip-version-check", "-r", str(requirements_file)])
-    for argv in steps:
-        done = subprocess.run(argv, capture_output=True, text=True)
+        sources, env = pip_sources(distdirs)
+        done = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+             "--no-input", "--progress-bar", "off", *sources, "-r", str(requirements_file)],
+            capture_output=True, text=True, env=env,
+        )
         if done.returncode != 0:
-            raise ToolchainMissing(
-                f"building virtual environment for '{name}' failed: {' '.join(argv[-3:])}\n"
-                + (done.stderr or done.stdout).strip()[-2000:]
-            )
+            raise ToolchainMissing(pip_failure(name, done.stdout, done.stderr, distdirs))
     frozen = run_probe([str(venv / "bin" / "python"), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"])
     version = run_probe([str(venv / "bin" / "python"), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
     fingerprint = {
@@ -112,3 +135,29 @@ def _build(name: str, base: str, venv: Path, requirements: list[str], log) -> No
     }
     (venv / _FINGERPRINT).write_text(json.dumps(fingerprint, indent=1))
     (venv / _MARKER).write_text("")
+
+
+# pip's ways of naming the requirement it could not satisfy or build.
+_FAILED_REQUIREMENT = (
+    re.compile(r"No matching distribution found for (\S+)"),
+    re.compile(r"Could not find a version that satisfies the requirement (\S+)"),
+    re.compile(r"Failed to build (\S+)"),
+)
+
+
+def pip_failure(name: str, stdout: str, stderr: str, distdirs=()) -> str:
+    """pip's own error, whole lines from its first `ERROR:` on, with the requirement it names."""
+    lines = (stderr or stdout).rstrip().splitlines()
+    first_error = next((i for i, line in enumerate(lines) if line.startswith("ERROR:")), max(0, len(lines) - 20))
+    message = lines[first_error:][:40]
+    requirement = next((m.group(1) for pattern in _FAILED_REQUIREMENT
+                        for m in [pattern.search("\n".join(message))] if m), None)
+    what = f"pip could not install {requirement}" if requirement else "pip install failed"
+    if distdirs:
+        searched = ", ".join(str(d) for d in wheel_dirs(distdirs)) or ", ".join(map(str, distdirs))
+        what += f" (no package index: only wheels in {searched})"
+    return f"building virtual environment for '{name}' failed: {what}\n" + _quoted("\n".join(message))
+
+
+def _quoted(text: str) -> str:
+    return "\n".join(f"  | {line}" for line in text.strip().splitlines())

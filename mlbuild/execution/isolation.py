@@ -1,0 +1,117 @@
+"""What an action's process may reach beyond its sandbox directory: the network, the host.
+
+An action runs without network unless it declares it (a `network` tag or attribute), as
+Bazel's block-network does: its process starts in a new, empty network namespace (even
+loopback is down), so a build step cannot quietly depend on a server, and an air-gapped
+machine behaves like a connected one. Downloads are mlbuild's own in-process work and keep
+the network. As root the namespace is a plain `unshare --net`; otherwise a user namespace
+mapping the caller to itself makes it possible; where neither works the action fails with
+a message saying so, rather than running with the network on.
+
+An action whose toolchains include a container image runs inside that image instead: the
+sandbox is bind-mounted at the same path (so every path in argv and env holds), as the
+caller's uid:gid, `--network none` unless declared, its `resources:` as docker limits, and
+`--gpus N` when it declares GPUs. The container is named after the sandbox so a timeout or
+Ctrl-C, which kills the docker client, can remove it too.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..actions import Action
+from ..errors import ActionError
+
+
+@dataclass(frozen=True)
+class Confined:
+    """The command line that runs an action confined, and the env its first process gets."""
+
+    argv: list[str]
+    env: dict[str, str]
+    container_name: str | None = None
+    runtime: str | None = None
+
+    def remove_container(self) -> None:
+        """After a timeout or cancel: the container outlives its killed client; remove it."""
+        if self.container_name:
+            subprocess.run([self.runtime, "rm", "--force", self.container_name],
+                           capture_output=True, timeout=60, check=False)
+
+
+def run_confined(runner, sandbox, stdout, stderr):
+    """Run the sandbox's action confined, through `runner` (a ProcessRunner); its result."""
+    action = sandbox.action
+    confined = confine(action, sandbox.argv(), sandbox.env(), sandbox.root)
+    result = runner.run(confined.argv, sandbox.root, confined.env, stdout, stderr, action.timeout_s)
+    if result.timed_out or result.cancelled:
+        confined.remove_container()
+    return result
+
+
+def confine(action: Action, argv: list[str], env: dict[str, str], sandbox_root: Path) -> Confined:
+    """`argv` as the action must run: in its container, else in a network namespace unless it
+    declares network, else as is."""
+    if action.container is not None:
+        return container_command(action, argv, env, sandbox_root)
+    if action.network:
+        return Confined(list(argv), env)
+    return Confined([*network_namespace_prefix(action.label), *argv], env)
+
+
+@functools.lru_cache(maxsize=None)
+def _namespace_prefix() -> tuple[str, ...] | str:
+    """The working `unshare` invocation for a private network namespace, or why there is none."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return "util-linux's `unshare` is not installed"
+    attempts = [(unshare, "--net", "--")] if os.geteuid() == 0 else []
+    attempts.append((unshare, "--user", "--map-current-user", "--net", "--"))
+    error = ""
+    for prefix in attempts:
+        done = subprocess.run([*prefix, "true"], capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return prefix
+        error = done.stderr.strip()
+    return f"the kernel refused a new network namespace ({error})"
+
+
+def network_namespace_prefix(label: str) -> tuple[str, ...]:
+    prefix = _namespace_prefix()
+    if isinstance(prefix, str):
+        raise ActionError(
+            f"{label}: cannot run without network: {prefix}",
+            hint="allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 or "
+                 "user.max_user_namespaces), run as root, or tag the target `network` to let it reach the network",
+        )
+    return prefix
+
+
+def container_command(action: Action, argv: list[str], env: dict[str, str], sandbox_root: Path) -> Confined:
+    """`docker run` (or podman) of `argv` in the action's image, the sandbox mounted in place."""
+    runtime = action.container_runtime or "docker"
+    name = f"mlbuild-{sandbox_root.name}"
+    resources = action.resources
+    command = [
+        runtime, "run", "--rm", "--init", "--name", name,
+        "--network", "host" if action.network else "none",
+        "--user", f"{os.getuid()}:{os.getgid()}",
+        "--volume", f"{sandbox_root}:{sandbox_root}", "--workdir", str(sandbox_root),
+        "--cpus", f"{max(resources.cpus, 0.01):g}",
+    ]
+    if resources.memory_mb:
+        command += ["--memory", f"{resources.memory_mb}m"]
+    if resources.gpus:
+        command += ["--gpus", str(resources.gpus)]
+    for key, value in sorted(env.items()):
+        command += ["--env", f"{key}={value}"]
+    command += [action.container, *argv]
+    client_env = {k: v for k, v in os.environ.items() if k.startswith(("DOCKER_", "CONTAINER_", "XDG_RUNTIME"))}
+    client_env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+    client_env["HOME"] = env.get("HOME", str(sandbox_root))
+    return Confined(command, client_env, container_name=name, runtime=runtime)
