@@ -47,7 +47,9 @@ def main(argv=None) -> None:
 
 
 def _run(argv) -> None:
-    from . import affected, build, cache, completion, explain, info, query, submission  # noqa: F401  (register subcommands)
+    from . import (  # noqa: F401  (register subcommands)
+        affected, build, cache, completion, explain, fetch, info, query, submission,
+    )
 
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:

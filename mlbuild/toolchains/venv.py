@@ -125,7 +125,8 @@ def _build(name: str, base: str, venv: Path, requirements: list[str], log, distd
             capture_output=True, text=True, env=env,
         )
         if done.returncode != 0:
-            raise ToolchainMissing(pip_failure(name, done.stdout, done.stderr, distdirs))
+            raise ToolchainMissing(pip_failure(f"building virtual environment for '{name}'", done.stdout,
+                                               done.stderr, distdirs))
     frozen = run_probe([str(venv / "bin" / "python"), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"])
     version = run_probe([str(venv / "bin" / "python"), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
     fingerprint = {
@@ -145,7 +146,7 @@ _FAILED_REQUIREMENT = (
 )
 
 
-def pip_failure(name: str, stdout: str, stderr: str, distdirs=()) -> str:
+def pip_failure(doing: str, stdout: str, stderr: str, distdirs=()) -> str:
     """pip's own error, whole lines from its first `ERROR:` on, with the requirement it names."""
     lines = (stderr or stdout).rstrip().splitlines()
     first_error = next((i for i, line in enumerate(lines) if line.startswith("ERROR:")), max(0, len(lines) - 20))
@@ -156,7 +157,7 @@ def pip_failure(name: str, stdout: str, stderr: str, distdirs=()) -> str:
     if distdirs:
         searched = ", ".join(str(d) for d in wheel_dirs(distdirs)) or ", ".join(map(str, distdirs))
         what += f" (no package index: only wheels in {searched})"
-    return f"building virtual environment for '{name}' failed: {what}\n" + _quoted("\n".join(message))
+    return f"{doing} failed: {what}\n" + _quoted("\n".join(message))
 
 
 def _quoted(text: str) -> str:
