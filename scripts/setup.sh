@@ -1,17 +1,40 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for mlbuild's example and test suite:
 #  - nginx with the WebDAV module (the remote cache server the tests start on 127.0.0.1);
+#  - docker (Debian's docker.io) with a running daemon, and busybox-static: container toolchain
+#    tests build their images from local files (docker import / docker load), never pulling;
 #  - mlbuild itself, editable, with the test and example extras;
 #  - a wheelhouse of the example toolchains' pinned requirements, so the tests build those
 #    virtual environments offline (PIP_NO_INDEX + PIP_FIND_LINKS) instead of touching a registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v nginx >/dev/null 2>&1; then
-  echo "setup: installing nginx-light (WebDAV cache server for the remote-cache tests)"
-  if [ "$(id -u)" = 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
-  $apt_get update -qq
-  DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq nginx-light libnginx-mod-http-echo >/dev/null
+if [ "$(id -u)" = 0 ]; then as_root=""; else as_root="sudo"; fi
+missing=()
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light libnginx-mod-http-echo)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# A docker daemon: start dockerd when none answers (overlay2, else the vfs storage driver).
+if ! docker version >/dev/null 2>&1; then
+  for driver in overlay2 vfs; do
+    echo "setup: starting dockerd (storage driver $driver, log /tmp/mlbuild-dockerd.log)"
+    $as_root nohup dockerd --storage-driver "$driver" >/tmp/mlbuild-dockerd.log 2>&1 &
+    dockerd_pid=$!
+    for _ in $(seq 1 60); do
+      docker version >/dev/null 2>&1 && break 2
+      kill -0 "$dockerd_pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    kill "$dockerd_pid" 2>/dev/null || true
+    wait "$dockerd_pid" 2>/dev/null || true
+  done
+  docker version >/dev/null 2>&1 || { echo "setup: dockerd did not start, see /tmp/mlbuild-dockerd.log" >&2; exit 1; }
 fi
 
 if ! command -v chromium >/dev/null 2>&1; then
