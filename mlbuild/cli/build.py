@@ -178,7 +178,7 @@ def test_rows(session, graph, tests, summary) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     columns = ["target", "verdict", "scenario", "samples_per_second", "latency_p90_ms", "latency_p99_ms",
-               "accuracy", "duration_s"]
+               "time_to_train_s", "epochs", "accuracy", "duration_s"]
     present = [c for c in columns if any(r.get(c) is not None for r in rows)]
     cells = [[_cell(r, c) for c in present] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(present)]

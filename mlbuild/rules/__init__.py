@@ -10,11 +10,12 @@ from .download import DownloadRule
 from .engine import EngineRule
 from .python import PythonRule
 from .submission import SubmissionRule
+from .training import TrainingRule
 
 RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (CommandRule(), PythonRule(), DownloadRule(), EngineRule(), BenchRule(),
-                 AccuracyCheckerRule(), ComplianceRule(), SubmissionRule(), AliasRule(),
+                 AccuracyCheckerRule(), ComplianceRule(), SubmissionRule(), TrainingRule(), AliasRule(),
                  GroupRule())
 }
 
