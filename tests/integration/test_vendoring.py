@@ -60,3 +60,23 @@ def test_fetch_vendors_wheels_and_downloads_that_an_offline_build_uses(workspace
     offline.ok("build", "//pkg:version", "//pkg:data")
     assert offline.out("", "//pkg:version", "v.txt").read_text().strip() == "26.4"
     assert offline.out("", "//pkg:data", "data.bin").read_bytes() == data
+
+
+def test_fetch_saves_container_images_that_load_by_digest_elsewhere(workspace, busybox_image, docker, tmp_path):
+    import subprocess
+
+    image_id = busybox_image({"etc/motd": "fetched image\n"})
+    ws = workspace({
+        "BUILD.yaml": ROOT_BUILD,
+        "toolchains/images.yaml": f"img:\n  kind: container\n  digest: {image_id}\n",
+        "targets/pkg/BUILD.yaml": ("motd:\n  rule: command\n  toolchains: [img]\n  outs: [motd.txt]\n"
+                                   "  cmd: cat /etc/motd > {{out}}\n"),
+    })
+    into = tmp_path / "vendored"
+    assert "1 container images" in ws.ok("fetch", "//pkg:motd", "--into", str(into)).stdout
+    tarball = into / "images" / (image_id.replace(":", "-") + ".tar")
+    assert json.loads((into / "MANIFEST.json").read_text())["images"] == [tarball.name]
+    subprocess.run([docker, "rmi", image_id], check=True, capture_output=True)  # the air-gapped daemon lacks it
+    offline = workspace({}, name="ws", cache=tmp_path / "offline-cache")
+    offline.ok("build", "//pkg:motd", "--distdir", str(into))
+    assert offline.out("", "//pkg:motd", "motd.txt").read_text() == "fetched image\n"
