@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from .downloads import Checksum
+from .downloads.action import download_index
 from .errors import ActionError, ToolchainError
 from .toolchains.container import tarball_name
 from .toolchains.venv import pip_failure, requirement_lines
@@ -44,8 +45,7 @@ def copy_downloads(downloads: dict, cache, into: Path) -> list[str]:
             raise ActionError(f"{label} and another download share the file name '{name}' with different "
                               "checksums: a distdir finds files by name", hint="vendor them in two fetches")
         names[name] = str(checksum)
-        index = cache.root / "downloads" / f"{checksum.algorithm}-{checksum.hexdigest}"
-        cache.cas.materialize(index.read_text().strip(), into / name)
+        cache.cas.materialize(download_index(cache.root, checksum).read_text().strip(), into / name)
     return sorted(names)
 
 

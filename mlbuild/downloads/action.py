@@ -18,6 +18,11 @@ from ..storage.atomic import write_atomically
 from .checksum import MD5_WARNING, Checksum
 
 
+def download_index(cache_root: Path, checksum: Checksum) -> Path:
+    """The file naming (by blake3 digest) the CAS blob of the download with `checksum`."""
+    return cache_root / "downloads" / f"{checksum.algorithm}-{checksum.hexdigest}"
+
+
 def execute_download(ctx: ExecutorContext, sandbox: Sandbox, logs: Path) -> Execution:
     from .extract import safe_extract  # tarfile, zipfile, requests: imported only by builds that download
     from .http import NullProgress, fetch
@@ -31,9 +36,8 @@ def execute_download(ctx: ExecutorContext, sandbox: Sandbox, logs: Path) -> Exec
     dest = sandbox.root / (action.outputs or action.output_dirs)[0]
     file_name = PurePosixPath(urlparse(action.urls[0]).path).name or dest.name
     fetched = sandbox.root / ".tmp" / file_name if params["extract"] else dest
-    name = f"{checksum.algorithm}-{checksum.hexdigest}"
-    index = ctx.cache_root / "downloads" / name
-    with ctx.lock(f"download-{name}"):
+    index = download_index(ctx.cache_root, checksum)
+    with ctx.lock(f"download-{index.name}"):
         known = index.read_text().strip() if index.exists() else None
         if known and ctx.cas.verify(known):
             ctx.cas.materialize(known, fetched)
