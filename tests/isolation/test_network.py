@@ -38,3 +38,42 @@ def test_a_network_tag_or_attribute_lets_it_reach_the_server(workspace, file_ser
         ws.ok("build", "//net:fetch")
         assert ws.out("", "//net:fetch", "page.txt").read_text() == "served"
     assert file_server.paths() == ["/page.txt", "/page.txt"]
+
+
+def test_without_root_a_user_namespace_blocks_the_network(file_server, no_proxies, monkeypatch):
+    """The non-root path, taken here by pretending not to be root: unshare --user --map-current-user."""
+    import subprocess
+    import sys
+
+    from mlbuild.execution import isolation
+
+    url = file_server.add("page.txt", b"served")
+    monkeypatch.setattr(isolation.os, "geteuid", lambda: 1000)
+    isolation._namespace_prefix.cache_clear()
+    try:
+        prefix = isolation.network_namespace_prefix("//t:x")
+    finally:
+        monkeypatch.undo()
+        isolation._namespace_prefix.cache_clear()
+    assert "--user" in prefix and "--net" in prefix
+    done = subprocess.run([*prefix, sys.executable, "-c", FETCH_PY, url, "/dev/null"], capture_output=True, text=True)
+    assert done.returncode != 0 and "Network is unreachable" in done.stderr
+    assert file_server.paths() == []
+
+
+def test_where_no_namespace_can_be_made_the_action_fails_saying_how_to_fix_it(monkeypatch):
+    import pytest
+
+    from mlbuild.errors import ActionError
+    from mlbuild.execution import isolation
+
+    monkeypatch.setattr(isolation.shutil, "which", lambda name: None)
+    isolation._namespace_prefix.cache_clear()
+    try:
+        with pytest.raises(ActionError) as caught:
+            isolation.network_namespace_prefix("//t:x")
+    finally:
+        monkeypatch.undo()
+        isolation._namespace_prefix.cache_clear()
+    assert "//t:x: cannot run without network: util-linux's `unshare` is not installed" in caught.value.message
+    assert "tag the target `network`" in caught.value.hint
