@@ -21,7 +21,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # A docker daemon: start dockerd when none answers (overlay2, else the vfs storage driver).
+# A daemon killed earlier leaves its pid file, which makes a new one refuse to start.
 if ! docker version >/dev/null 2>&1; then
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+    $as_root rm -f /var/run/docker.pid
+  fi
   for driver in overlay2 vfs; do
     echo "setup: starting dockerd (storage driver $driver, log /tmp/mlbuild-dockerd.log)"
     $as_root nohup dockerd --storage-driver "$driver" >/tmp/mlbuild-dockerd.log 2>&1 &
