@@ -89,9 +89,42 @@ class NothingToDoError(UserError):
     exit_code = EXIT_NO_TARGETS
 
 
-def did_you_mean(word: str, choices) -> str | None:
+def show(value, quote: bool = True, limit: int = 60) -> str:
+    """Any value as a short, printable snippet for a message (never raises)."""
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except Exception:  # a value whose repr fails still gets a message
+        text = f"<{type(value).__name__}>"
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"'{text}'" if quote and isinstance(value, str) else text
+
+
+def describe(value) -> str:
+    """What a value is, for 'got ...' in messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"the integer {show(value)}"
+    if isinstance(value, float):
+        return f"the number {show(value)}"
+    if isinstance(value, str):
+        return f"the string {show(value)}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def did_you_mean(word, choices) -> str | None:
     """A hint naming the closest known spelling, or None when nothing is close."""
     import difflib
 
-    close = difflib.get_close_matches(word, list(choices), n=1)
+    if not isinstance(word, str):
+        return None
+    close = difflib.get_close_matches(word, [c for c in choices if isinstance(c, str)], n=1)
     return f"did you mean '{close[0]}'?" if close else None

@@ -51,17 +51,18 @@ class Analyzer:
             )
         self._in_progress.append(label)
         try:
-            groups_read = set(decl.attrs.get("configs") or [])
-            for group in groups_read:
-                if group not in self.workspace.configs.groups:
-                    raise BuildFileError(f"unknown config group '{group}'", decl.attrs.where("configs"),
-                                         did_you_mean(group, self.workspace.configs.groups))
+            groups_read: set = set()
             resolved = decl.attrs
             if "select" in decl.attrs.marks:
                 resolved = resolve_selects(decl.attrs, self.workspace.configs, self.configuration, groups_read)
             if "config" in decl.attrs.marks:
                 groups_read.update(_CONFIG_PLACEHOLDER.findall(repr(resolved)))
-            attrs = rule.validate(resolved, decl.location)
+            attrs = rule.validate(resolved, decl.location, label)
+            for group in attrs["configs"]:
+                if group not in self.workspace.configs.groups:
+                    raise BuildFileError(f"unknown config group '{group}'", decl.attrs.where("configs"),
+                                         did_you_mean(group, self.workspace.configs.groups))
+                groups_read.add(group)
             deps = {}
             for text in attrs["deps"]:
                 where = decl.attrs.where("deps")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -42,10 +43,15 @@ class Session:
         start = Path(options.workspace) if options.workspace else Path.cwd()
         self.workspace = Workspace(find_workspace_root(start.resolve()))
         self.cache = LocalCache(options.cache_root())
-        self.configuration = self.workspace.configs.resolve(config_tokens(configs))
+        self._config_tokens = config_tokens(configs)
         self.distdirs = resolve_distdirs(distdirs, self.workspace)
         self.toolchains = ToolchainRegistry(self.workspace.toolchain_decls, self.cache.root, log,
                                             distdirs=self.distdirs)
+
+    @functools.cached_property
+    def configuration(self):
+        """Resolved on first use: `config list` and `cache` commands work without a valid one."""
+        return self.workspace.configs.resolve(self._config_tokens)
 
     def analyze(self, patterns: list[str]):
         """Expand patterns and analyze them with their dependencies: (requested labels, graph)."""

@@ -17,10 +17,11 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from ..errors import BuildFileError, Location, did_you_mean
+from ..errors import BuildFileError, Location, did_you_mean, show
 from .yamlsource import LocatedDict, LocatedList, expect_mapping
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+_LIMIT = 2**63  # parametric numbers: what a 64-bit program reading them can hold
 _GROUP_KEYS = {"default", "values", "type", "doc"}
 _VALUE_KEYS = {"implies", "toolchains", "env", "doc"}
 _COMBINATION_KEYS = {"when", "implies", "toolchains", "env", "doc"}
@@ -56,10 +57,15 @@ class ConfigGroup:
                     if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
                         raise ValueError(raw)
                     return raw.lower() in ("true", "1", "yes")
-                return _TYPES[self.type](raw)
+                value = _TYPES[self.type](raw)
+                if self.type in ("int", "float") and not -_LIMIT <= value <= _LIMIT:  # also refuses inf and nan
+                    raise ValueError(raw)
+                return value
             except ValueError:
                 raise BuildFileError(
-                    f"config group '{self.name}' takes a {self.type}, got '{raw}'", location
+                    f"config group '{self.name}' takes a {self.type}"
+                    + (f" between -2^63 and 2^63" if self.type in ("int", "float") else "") + f", got {show(raw)}",
+                    location
                 ) from None
         if raw not in self.values:
             raise BuildFileError(
@@ -188,7 +194,7 @@ class ConfigSchema:
         for name, refs in bundles.items():
             schema.bundles[name] = tuple(map(str, refs))
         for name in bundles:  # every bundle expands, without cycles, to known values
-            for ref in _expand_bundles([name], schema.bundles):
+            for ref in _expand_bundles([name], schema.bundles, location=bundles.where(name)):
                 schema.resolve_ref(ref, bundles.where(name))
         return schema
 
@@ -272,8 +278,8 @@ class ConfigSchema:
         for group in self.groups.values():
             if group.name not in values:
                 raise BuildFileError(
-                    f"config group '{group.name}' has no default and no value was given", where,
-                    f"pass --config={group.name}=VALUE",
+                    f"config group '{group.name}' has no default and no value was given", group.location,
+                    f"give it a default here, or pass --config={group.name}=VALUE",
                 )
         for refs, rule_where in self.incompatible:
             if all(values.get(g) == v for g, v in refs):
@@ -307,12 +313,13 @@ class ConfigSchema:
                 yield source, settings
 
 
-def _expand_bundles(tokens, bundles, seen=()):
+def _expand_bundles(tokens, bundles, seen=(), location: Location | None = None):
     for token in tokens:
         if token in bundles:
             if token in seen:
-                raise BuildFileError(f"config bundle '{token}' includes itself: " + " -> ".join((*seen, token)))
-            yield from _expand_bundles(bundles[token], bundles, seen + (token,))
+                raise BuildFileError(f"config bundle '{token}' includes itself: " + " -> ".join((*seen, token)),
+                                     location)
+            yield from _expand_bundles(bundles[token], bundles, seen + (token,), location)
         else:
             yield token
 

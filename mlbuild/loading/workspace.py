@@ -14,9 +14,11 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import BuildFileError, Location, did_you_mean
+from ..filesystem import make_directory
+from ..storage.atomic import load_pickle, save_pickle
 from .configs import ConfigSchema
 from .labels import Label, Pattern
-from ..storage.atomic import load_pickle, save_pickle
+from .rootfile import ROOT
 from .yamlsource import LocatedDict, expect_mapping, load_yaml
 
 # Bump when what the parse cache holds (LocatedDict and friends) changes shape.
@@ -25,7 +27,6 @@ ROOT_FILE = "BUILD.yaml"
 PACKAGES_DIR = "targets"
 TOOLCHAINS_DIR = "toolchains"
 STATE_DIR = ".mlbuild"
-_ROOT_KEYS = {"workspace", "config", "config_rules"}
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,7 @@ class Workspace:
         self._parse_cache_dirty = False
         self.loaded_files: set[str] = set()  # every file this session read (the no-op fast path)
         self._packages: dict[str, dict[str, TargetDecl]] = {}
-        root_doc = self._load(self.root / ROOT_FILE)
-        for key in root_doc:
-            if key not in _ROOT_KEYS:
-                raise BuildFileError(
-                    f"unknown section '{key}' in {ROOT_FILE}", root_doc.where(key),
-                    did_you_mean(str(key), _ROOT_KEYS) or f"sections: {', '.join(sorted(_ROOT_KEYS))}",
-                )
+        root_doc = ROOT.check(self._load(self.root / ROOT_FILE), None, "")
         self.settings: dict = dict(root_doc.get("workspace") or {})
         self.configs = ConfigSchema.from_yaml(root_doc.get("config"), root_doc.get("config_rules"))
         self.toolchain_decls = self._load_toolchain_decls()
@@ -96,6 +91,7 @@ class Workspace:
     def save_caches(self) -> None:
         if not self._parse_cache_dirty:
             return
+        make_directory(self.state_dir, "mlbuild's state directory")
         save_pickle(self._parse_cache_file, {"format": (PARSE_CACHE_FORMAT, __version__), "files": self._parse_cache})
         self._parse_cache_dirty = False
 
@@ -158,7 +154,8 @@ class Workspace:
                 packages = [pattern.package]
             for package in packages:
                 for decl in self.package(package, Location(text)).values():
-                    if "manual" not in (decl.attrs.get("tags") or []):
+                    tags = decl.attrs.get("tags")  # checked with the other attributes at analysis
+                    if not (isinstance(tags, list) and "manual" in tags):
                         labels.append(decl.label)
         return list(dict.fromkeys(labels))
 

@@ -12,8 +12,8 @@ class AliasRule(Rule):
     executes = False
     attrs = {"actual": Attr("str", required=True, doc="the target this name stands for")}
 
-    def validate(self, attrs, location):
-        values = super().validate(attrs, location)
+    def validate(self, attrs, location, label=None):
+        values = super().validate(attrs, location, label)
         if values["deps"]:
             raise BuildFileError("an alias takes 'actual', not 'deps'", attrs.where("deps"))
         values["deps"] = [values["actual"]]

@@ -19,43 +19,49 @@ from dataclasses import dataclass, field
 
 from ..actions import SANDBOX_PLACEHOLDER, Action, Resources, output_dir, toolchain_root_placeholder
 from ..errors import BuildFileError, Location, did_you_mean
+from ..filesystem import dataset_files, file_problem, reaches_special
 from ..loading.configs import Configuration
 from ..loading.labels import Label
+from ..loading.schema import (
+    ENV, PATHS, SCALAR_LIST, SCALAR_TEXT, TEXT, TEXT_LIST, Boolean, Field, Integer, MapOf, Number, Record, Schema,
+    PATH_HINT, path_problem,
+)
 from ..loading.workspace import PACKAGES_DIR
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ORT_NUM_THREADS")
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+MAX_TIMEOUT_S = 7 * 86400  # a week; larger values overflow the OS's wait
 
 
-@dataclass(frozen=True)
-class Attr:
-    kind: str  # str, int, float, bool, list, dict, labels
-    default: object = None
-    required: bool = False
-    doc: str = ""
+# Common attribute types by short name, so rules read `Attr("str")`; any Schema works too.
+KINDS = {
+    "str": TEXT, "int": Integer(), "float": Number(), "bool": Boolean(), "list": SCALAR_LIST, "labels": TEXT_LIST,
+    "dict": MapOf(SCALAR_TEXT, expected="a mapping of names to strings"), "paths": PATHS,
+    "scalar": SCALAR_TEXT, "count": Integer(minimum=0, maximum=2**31),
+}
 
+
+def Attr(kind: str | Schema, default=None, required: bool = False, doc: str = "") -> Field:
+    """A rule attribute: its type (a KINDS name or a Schema), default, and whether it is required."""
+    return Field(KINDS[kind] if isinstance(kind, str) else kind, default, required, doc)
+
+
+RESOURCES = Record({
+    "cpus": Number(minimum=0, maximum=4096), "gpus": Integer(minimum=0, maximum=1024),
+    "memory_mb": Integer(minimum=0, maximum=2**40), "exclusive": Boolean(),
+}, "a mapping of resources (cpus, gpus, memory_mb, exclusive)", fill=False, noun="resource")
 
 COMMON_ATTRS = {
     "rule": Attr("str", required=True),
     "doc": Attr("str", ""),
-    "tags": Attr("list", []),
+    "tags": Attr(TEXT_LIST, []),
     "deps": Attr("labels", []),
-    "toolchains": Attr("list", []),
-    "configs": Attr("list", [], doc="config groups the target reads besides those in select/{{config:}}"),
-    "resources": Attr("dict", {}),
-    "timeout": Attr("float", None),
-    "env": Attr("dict", {}),
+    "toolchains": Attr(TEXT_LIST, []),
+    "configs": Attr(TEXT_LIST, [], doc="config groups the target reads besides those in select/{{config:}}"),
+    "resources": Attr(RESOURCES, {}),
+    "timeout": Attr(Number(minimum=0, maximum=MAX_TIMEOUT_S), None),
+    "env": Attr(ENV, {}),
     "network": Attr("bool", False, doc="may reach the network (else its own empty network namespace)"),
-}
-
-_TYPE_CHECKS = {
-    "str": lambda v: isinstance(v, str),
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "bool": lambda v: isinstance(v, bool),
-    "list": lambda v: isinstance(v, list),
-    "labels": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    "dict": lambda v: isinstance(v, dict),
 }
 
 
@@ -90,32 +96,16 @@ class Rule:
     def implementation(self) -> str:
         return f"{self.name}/{self.version}"
 
-    def schema(self) -> dict[str, Attr]:
-        return {**COMMON_ATTRS, **self.attrs}
+    def schema(self) -> Record:
+        """Every attribute the rule takes, common ones included (built once per rule)."""
+        record = self.__dict__.get("_record")
+        if record is None:
+            record = self._record = Record({**COMMON_ATTRS, **self.attrs}, f"a {self.name} target", noun="attribute")
+        return record
 
-    def validate(self, attrs, location: Location) -> dict:
+    def validate(self, attrs, location: Location, label=None) -> dict:
         """Check names and types; return attributes with defaults filled in."""
-        schema = self.schema()
-        values = {}
-        for key, value in attrs.items():
-            where = attrs.where(key) if hasattr(attrs, "where") else location
-            spec = schema.get(key)
-            if spec is None:
-                raise BuildFileError(
-                    f"unknown attribute '{key}' for rule '{self.name}'", where,
-                    did_you_mean(str(key), schema) or f"attributes: {', '.join(sorted(schema))}",
-                )
-            if value is not None and not _TYPE_CHECKS[spec.kind](value):
-                raise BuildFileError(
-                    f"attribute '{key}' must be {spec.kind}, got {type(value).__name__}", where
-                )
-            values[key] = value
-        for key, spec in schema.items():
-            if key not in values or values[key] is None:
-                if spec.required:
-                    raise BuildFileError(f"rule '{self.name}' requires attribute '{key}'", location)
-                values[key] = spec.default
-        return values
+        return self.schema().check(attrs, location, str(label) if label else f"{self.name} target")
 
     def toolchain_names(self, attrs: dict) -> list[str]:
         """Toolchains to resolve before `analyze`: the rule's main `toolchain` if it has one,
@@ -168,9 +158,9 @@ class RuleContext:
             package_dir, relative = self.source_location(pattern, attr)
             full = os.path.join(package_dir, relative)
             if glob.has_magic(relative):
-                files = [m for m in sorted(glob.glob(full, recursive=True)) if os.path.isfile(m)]
+                files = [m for m in sorted(glob.glob(full, recursive=True)) if not os.path.isdir(m)]
             else:
-                files = [full] if os.path.isfile(full) else []
+                files = [full] if os.path.lexists(full) else []
             if not files:
                 raise BuildFileError(
                     f"source '{pattern}' of {self.label} not found in {os.path.relpath(package_dir, root)}",
@@ -178,6 +168,12 @@ class RuleContext:
                 )
             for path in files:
                 relative_path = path[len(root) + 1:].replace(os.sep, "/")
+                problem = file_problem(path, root)
+                if problem:
+                    raise BuildFileError(
+                        f"source {relative_path} of {self.label} {problem}", self.where(attr),
+                        "sources are regular files inside the workspace; data elsewhere goes in a data_dir",
+                    )
                 found.append((relative_path, relative_path))
         self._sources[attr] = found
         return found
@@ -206,14 +202,13 @@ class RuleContext:
             hint = f"pass --config={groups[0]}=/path/to/data" if groups else "set data_dir to a directory"
             self.missing_data = f"{self.label} needs a data directory, and its data_dir {what} (hint: {hint})"
             return []
-        found = []
-        for current, subdirs, names in os.walk(directory):
-            subdirs.sort()
-            for name in sorted(names):
-                path = os.path.join(current, name)
-                if os.path.isfile(path):
-                    found.append((f"data/{os.path.relpath(path, directory)}", path))
-        return found
+        special = reaches_special(os.path.realpath(directory))
+        if special:
+            raise BuildFileError(
+                f"data_dir '{directory}' of {self.label} reaches the special file system {special}",
+                self.where("data_dir"), "point data_dir at the directory holding the dataset's files",
+            )
+        return [(f"data/{relative}", path) for relative, path in dataset_files(directory)]
 
     def declare_outputs(self, names: list[str], attr: str) -> list[str]:
         for name in names:
@@ -222,14 +217,7 @@ class RuleContext:
 
     # -- environment -------------------------------------------------------------------
     def resources(self) -> Resources:
-        raw = self.attrs.get("resources") or {}
-        known = {"cpus", "gpus", "memory_mb", "exclusive"}
-        for key in raw:
-            if key not in known:
-                raise BuildFileError(
-                    f"unknown resource '{key}'", self.where("resources"),
-                    did_you_mean(key, known) or f"resources: {', '.join(sorted(known))}",
-                )
+        raw = {k: v for k, v in (self.attrs.get("resources") or {}).items() if v is not None}
         return Resources(
             cpus=float(raw.get("cpus", 1)), gpus=int(raw.get("gpus", 0)),
             memory_mb=int(raw.get("memory_mb", 0)),
@@ -354,8 +342,7 @@ class RuleContext:
 
 def check_relative_path(path: str, what: str, location: Location) -> None:
     """Reject absolute paths and `..`: nothing may be read or written outside the sandbox."""
-    if not path or path.startswith("/") or ".." in path.split("/"):
+    problem = path_problem(path)
+    if problem:
         raise BuildFileError(
-            f"{what} escapes the sandbox", location,
-            "paths must be relative and must not contain '..'",
-        )
+f"{what} {problem}", location, PATH_HINT)

@@ -26,6 +26,7 @@ from ..errors import BuildFileError, did_you_mean
 from ..execution.executors import Execution, ExecutorContext, run_subprocess
 from ..execution.sandbox import Sandbox
 from ..loading.labels import Label
+from ..loading.schema import TEXT, ListOf
 from .base import Attr, ConfiguredTarget, RuleContext
 from .command import CommandRule
 from .engine import dep_file, support_script
@@ -97,8 +98,8 @@ class BenchRule(CommandRule):
         "model_name": Attr("str", required=True, doc="MLPerf model name in mlperf.conf (resnet50, ...)"),
         "scenario": Attr("str", "{{config:scenario}}"),
         "run_style": Attr("str", "{{config:run_style}}", doc="test (short, not valid for submission) or valid"),
-        "modes": Attr("list", list(MODES)),
-        "batch_size": Attr("str", "1"),
+        "modes": Attr(ListOf(TEXT, min_items=1), list(MODES)),
+        "batch_size": Attr("scalar", "1"),
         "accuracy_checker": Attr("str", doc="label of an accuracy_checker target (also in deps)"),
         "accuracy_reference": Attr("float", doc="fp32 reference accuracy (0..1)"),
         "accuracy_ratio": Attr("float", 0.99, doc="required share of the reference (MLPerf: 0.99)"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..actions import Action
 from ..errors import BuildFileError
+from ..loading.schema import SCALAR_TEXT, ListOf
 from .base import Attr, ConfiguredTarget, Rule, RuleContext
 
 
@@ -12,10 +13,10 @@ class CommandRule(Rule):
     version = 1
     attrs = {
         "cmd": Attr("str", doc="shell command (bash -c), placeholders expanded"),
-        "argv": Attr("list", doc="argument vector, run without a shell"),
-        "srcs": Attr("list", []),
-        "outs": Attr("list", []),
-        "out_dirs": Attr("list", []),
+        "argv": Attr(ListOf(SCALAR_TEXT, min_items=1), doc="argument vector, run without a shell"),
+        "srcs": Attr("labels", []),
+        "outs": Attr("paths", []),
+        "out_dirs": Attr("paths", []),
         "run": Attr("str", doc="shell command `mlbuild run` executes after building"),
         "test": Attr("bool", False, doc="a test: `mlbuild test` runs it and caches passes"),
         "data_dir": Attr("str", doc="a directory outside the workspace staged as data/ ({{data_dir}})"),

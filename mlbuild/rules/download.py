@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from ..actions import Action
 from ..downloads import Checksum, execute_download
 from ..errors import BuildFileError
+from ..loading.schema import TEXT, Integer, ListOf, RelativePath
 from .base import Attr, ConfiguredTarget, Rule, RuleContext, check_relative_path
 
 
@@ -28,11 +29,11 @@ class DownloadRule(Rule):
     version = 1
     executors = {"download": execute_download}
     attrs = {
-        "urls": Attr("list", required=True, doc="URLs tried in order (mirrors)"),
+        "urls": Attr(ListOf(TEXT, min_items=1), required=True, doc="URLs tried in order (mirrors)"),
         "checksum": Attr("str", required=True, doc="sha256:<hex> (or md5:<hex> from legacy CM metadata)"),
-        "out": Attr("str", doc="output name (default: the first URL's file name)"),
+        "out": Attr(RelativePath(), doc="output name (default: the first URL's file name)"),
         "extract": Attr("bool", False),
-        "strip_components": Attr("int", 0),
+        "strip_components": Attr(Integer(minimum=0, maximum=255), 0),
     }
 
     def analyze(self, ctx: RuleContext) -> ConfiguredTarget:

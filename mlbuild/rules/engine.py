@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import BuildFileError
 from ..loading.labels import Label
+from ..loading.schema import SCALAR_TEXT, Integer
 from ..toolchains.host import cpu_features
 from .base import Attr, ConfiguredTarget, RuleContext, output_dir
 from .command import CommandRule
@@ -51,9 +52,9 @@ class EngineRule(CommandRule):
         "model": Attr("str", required=True, doc="ONNX model: 'LABEL' or 'LABEL FILE' (also list it in deps)"),
         "toolchain": Attr("str", required=True, doc="python toolchain running the builder script"),
         "backend": Attr("str", "onnxruntime", doc="onnxruntime (CPU) or tensorrt (CUDA)"),
-        "precision": Attr("str", "fp32"),
-        "batch_size": Attr("str", "1"),
-        "workspace_mib": Attr("int", 1024),
+        "precision": Attr(SCALAR_TEXT, "fp32"),
+        "batch_size": Attr(SCALAR_TEXT, "1"),
+        "workspace_mib": Attr(Integer(minimum=1, maximum=2**24), 1024),
         "optimization_level": Attr("str", "all"),
         "calibration": Attr("str", doc="calibration data 'LABEL FILE' (TensorRT int8)"),
         "input_shape": Attr("list", [], doc="per-sample input dims for the check inference (default: the model's)"),

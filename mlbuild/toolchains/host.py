@@ -106,7 +106,7 @@ def detect_tool(name: str, decl: dict) -> ResolvedToolchain:
     binary = _which(decl.get("binary", name))
     args = decl.get("version_args", ["--version"])
     match = re.search(decl.get("version_regex", r"(\d+(?:\.\d+)+)"), run_probe([binary, *args]))
-    if not match:
+    if not match or not match.group(1):
         raise ToolchainMissing(f"could not read a version from '{binary} {' '.join(args)}'")
     check_version(name, match.group(1), decl.get("version"))
     return ResolvedToolchain(

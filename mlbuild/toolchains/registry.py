@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 from ..errors import BuildFileError, did_you_mean
+from ..loading.schema import (
+    SCALAR_TEXT, TEXT, Boolean, Choice, Field, ListOf, MapOf, Nullable, OneOf, Record, Regex, RelativePath, Text,
+    VersionSpec,
+)
+from ..loading.yamlsource import LocatedDict
 from . import container, host, venv
 from .base import ResolvedToolchain, ToolchainMissing
 
@@ -19,10 +24,39 @@ _DETECTORS = {
 }
 KINDS = sorted([*_DETECTORS, "python_venv", "container"])
 
+# What a declaration under toolchains/ may hold, per kind; checked when the workspace's
+# toolchains are first looked at, so detectors only see well-typed values.
+_COMMON = {
+    "kind": Field(Choice(*KINDS), required=True),
+    "version": Field(VersionSpec(), doc="a PEP 440 constraint on the detected version"),
+    "doc": Field(TEXT),
+}
+DECLARATIONS = {
+    kind: Record({**_COMMON, **fields}, f"a {kind} toolchain declaration", fill=False)
+    for kind, fields in {
+        "python": {"interpreter": TEXT, "packages": MapOf(Nullable(VersionSpec()), noun="package")},
+        "python_venv": {"interpreter": TEXT, "requirements": OneOf((str, RelativePath("a requirements file")),
+                                                                    (list, ListOf(SCALAR_TEXT)))},
+        "cuda": {"cuda_home": TEXT, "require_gpu": Boolean()},
+        "tensorrt": {"trtexec": TEXT, "tensorrt_root": TEXT},
+        "tool": {"binary": Text("a program name or path", pattern=r"[^/\s]+|/\S+"),
+                 "version_args": ListOf(SCALAR_TEXT), "version_regex": Regex(groups=1)},
+        "container": {"image": TEXT, "digest": TEXT, "tarball": TEXT, "runtime": TEXT},
+    }.items()
+}
+
+
+def check_declaration(name: str, decl: LocatedDict) -> LocatedDict:
+    """The declaration, checked against its kind's schema."""
+    path = f"toolchain '{name}'"
+    kind = Record({"kind": Field(Choice(*KINDS), required=True)}, fill=False).check(
+        {"kind": decl.get("kind")}, decl.where("kind"), path)["kind"]
+    return DECLARATIONS[kind].check(decl, decl.location, path)
+
 
 class ToolchainRegistry:
     def __init__(self, decls: dict, cache_root: Path, log=print, distdirs=()):
-        self._decls = decls  # name -> (LocatedDict, file)
+        self._decls = {name: (check_declaration(name, decl), file) for name, (decl, file) in decls.items()}
         self._distdirs = tuple(distdirs)  # air-gapped: wheels and images come from these only
         self._venv_root = Path(os.environ.get(TOOLCHAIN_DIR_ENV) or cache_root / "toolchains")
         self._log = log
@@ -53,12 +87,7 @@ class ToolchainRegistry:
         """The toolchain, or ToolchainMissing saying why it is unusable on this host."""
         if name not in self._resolved:
             decl, file = self.declaration(name, referenced_at)
-            kind = decl.get("kind")
-            if kind not in KINDS:
-                raise BuildFileError(
-                    f"toolchain '{name}' has unknown kind '{kind}'", decl.where("kind"),
-                    f"kinds: {', '.join(KINDS)}",
-                )
+            kind = decl["kind"]
             try:
                 if kind == "python_venv":
                     self._resolved[name] = venv.resolve_venv(name, decl, file, self._venv_root, self._log,

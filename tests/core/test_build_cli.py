@@ -250,7 +250,7 @@ BAD_INPUTS = {
         "x: {rule: command, outz: [o.txt], cmd: 'true'}\n", [], 3,
         ["targets/bad/BUILD.yaml:1:", "unknown attribute 'outz'", "did you mean 'outs'?"]),
     "unknown_rule": ("x: {rule: comand, cmd: 'true'}\n", [], 3, ["unknown rule 'comand'", "did you mean 'command'?"]),
-    "wrong_attribute_type": ("x: {rule: command, outs: o.txt, cmd: 'true'}\n", [], 3, ["attribute 'outs' must be list"]),
+    "wrong_attribute_type": ("x: {rule: command, outs: o.txt, cmd: 'true'}\n", [], 3, ["attribute 'outs': expected a list of relative paths, got the string 'o.txt'"]),
     "unknown_label": (
         "x: {rule: command, deps: [':nope'], cmd: 'true'}\n", [], 3, ["no target 'nope' in package '//bad'"]),
     "unknown_package": (
@@ -262,8 +262,8 @@ BAD_INPUTS = {
     "unknown_placeholder": ("x: {rule: command, outs: [o], cmd: 'echo {{oot}} > {{out}}'}\n", [], 3,
                             ["unknown placeholder", "oot"]),
     "missing_source": ("x: {rule: command, srcs: [nope.txt], cmd: 'true'}\n", [], 3, ["source 'nope.txt'", "not found"]),
-    "output_dotdot": ("x: {rule: command, outs: ['../x'], cmd: 'true'}\n", [], 3, ["output '../x' escapes the sandbox"]),
-    "output_absolute": ("x: {rule: command, outs: ['/x'], cmd: 'true'}\n", [], 3, ["output '/x' escapes the sandbox"]),
+    "output_dotdot": ("x: {rule: command, outs: ['../x'], cmd: 'true'}\n", [], 3, ["attribute 'outs', item 1: path '../x' escapes the sandbox"]),
+    "output_absolute": ("x: {rule: command, outs: ['/x'], cmd: 'true'}\n", [], 3, ["attribute 'outs', item 1: path '/x' escapes the sandbox"]),
     "source_dotdot": ("x: {rule: command, srcs: ['../good/BUILD.yaml'], cmd: 'true'}\n", [], 3, ["escapes the sandbox"]),
     "unknown_config_value": (
         "x: {rule: command, cmd: 'true'}\n", ["--config=device=tpu"], 3, ["unknown value 'tpu'", "cpu, gpu_sim"]),

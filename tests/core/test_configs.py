@@ -287,7 +287,7 @@ def test_ambiguous_bare_value(schema):
     ("config:\n  g: {values: {x: {}}, defualt: x}\n", "unknown key 'defualt'"),
     ("config:\n  g: {default: z, values: {x: {}, y: {}}}\n", "default 'z'"),
     ("config:\n  g: {values: {}}\n", "has no values"),
-    ("config:\n  g: {type: complex}\n", "unknown type"),
+    ("config:\n  g: {type: complex}\n", "key 'type': expected one of int, float, str, bool, got the string 'complex'"),
     ("config:\n  g: {type: int, values: {x: {}}}\n", "cannot list values"),
     ("config:\n  g: {values: {x: {implies: [h=nope]}}}\n", "unknown config group 'h'"),
     ("config:\n  g: {values: {x: {envv: {}}}}\n", "unknown key 'envv'"),
