@@ -3,20 +3,36 @@
 PyYAML's C composer builds the node tree (fast); we convert nodes ourselves so that mappings
 and lists carry the location of each key and item. Anchors and merge keys (`<<: *base`) work;
 duplicate keys, which PyYAML would silently merge, are an error here.
+
+Input is untrusted in shape, so it is bounded before anything recursive sees it: the bytes
+must be UTF-8 (else the error names the byte offset), nesting deeper than MAX_DEPTH is
+refused by an event scan before the C composer (which recurses, and crashes the interpreter
+near 200,000 levels), and alias expansion ("billion laughs") is capped relative to the file's
+size while converting.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
-from ..errors import BuildFileError, Location
+from ..errors import BuildFileError, Location, describe
 
 try:
     _Loader = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - libyaml missing; still correct, just slower
     _Loader = yaml.SafeLoader
+
+MAX_DEPTH = 100  # nested mappings/lists; real BUILD files use under 10
+# Converted values allowed per byte of input: aliases may repeat a block (merge keys for
+# shared defaults), but not multiply it exponentially.
+_EXPANSION_PER_BYTE = 10
+_EXPANSION_BASE = 100_000
+# Text that cannot nest MAX_DEPTH deep: few brackets and no line starting with a long run of
+# indentation, dashes or '?'. Anything else gets the exact (event) scan.
+_DEEP_BLOCK = re.compile(r"^[ \t?:-]{%d}" % MAX_DEPTH, re.MULTILINE)
 
 
 class LocatedDict(dict):
@@ -64,7 +80,13 @@ def _location(file: str, node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _convert(node, file: str, constructor):
+def _convert(node, file: str, constructor, budget: list):
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise BuildFileError(
+            "YAML aliases expand to far more values than the file holds (an alias bomb?)",
+            _location(file, node), "repeat fewer nested aliases (*name)",
+        )
     if isinstance(node, yaml.MappingNode):
         explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
         constructor.flatten_mapping(node)  # YAML merge keys: `<<: *defaults`, placed first
@@ -74,7 +96,7 @@ def _convert(node, file: str, constructor):
         result.key_locations = {}
         explicit_keys = set()
         for index, (key_node, value_node) in enumerate(node.value):
-            key = _convert(key_node, file, constructor)
+            key = _convert(key_node, file, constructor, budget)
             if not isinstance(key, (str, int, float, bool)):
                 raise BuildFileError("mapping keys must be plain scalars", _location(file, key_node))
             if index >= inherited:
@@ -84,12 +106,12 @@ def _convert(node, file: str, constructor):
                         f"first defined at line {result.key_locations[key].line}",
                     )
                 explicit_keys.add(key)
-            result[key] = _convert(value_node, file, constructor)
+            result[key] = _convert(value_node, file, constructor, budget)
             result.key_locations[key] = _location(file, key_node)
         result.marks = _marks(result.values()) | ({"select"} if "select" in result else set())
         return result
     if isinstance(node, yaml.SequenceNode):
-        result = LocatedList(_convert(item, file, constructor) for item in node.value)
+        result = LocatedList(_convert(item, file, constructor, budget) for item in node.value)
         result.location = _location(file, node)
         result.item_locations = [_location(file, item) for item in node.value]
         result.marks = _marks(result)
@@ -101,10 +123,12 @@ def load_yaml(path: Path, display_path: str | None = None):
     """Parse one YAML document; an empty file is an empty mapping."""
     file = display_path or str(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
-        raise BuildFileError(f"cannot read {file}: {exc.strerror}") from None
+        raise BuildFileError(f"cannot read {file}: {exc.strerror}", Location(file)) from None
+    text = _decode(data, file)
     try:
+        _check_depth(text, file)
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
@@ -114,6 +138,11 @@ def load_yaml(path: Path, display_path: str | None = None):
         mark = exc.problem_mark or exc.context_mark
         where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
         raise BuildFileError(f"malformed YAML: {exc.problem or exc.context}", where) from None
+    except yaml.reader.ReaderError as exc:  # a control character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise BuildFileError(f"malformed YAML: character {exc.character!r} is not allowed",
+                             Location(file, line, column)) from None
     except yaml.YAMLError as exc:
         raise BuildFileError(f"malformed YAML: {exc}", Location(file)) from None
     if node is None:
@@ -121,13 +150,47 @@ def load_yaml(path: Path, display_path: str | None = None):
         empty.location, empty.key_locations, empty.marks = Location(file, 1, 1), {}, frozenset()
         return empty
     try:
-        return _convert(node, file, yaml.SafeLoader(""))
+        return _convert(node, file, yaml.SafeLoader(""), [_EXPANSION_BASE + _EXPANSION_PER_BYTE * len(data)])
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         raise BuildFileError(f"invalid YAML value: {exc.problem}", Location(file, mark.line + 1, mark.column + 1)) from None
+    except (ValueError, OverflowError) as exc:  # a scalar PyYAML resolves but cannot build, e.g. a timestamp
+        raise BuildFileError(f"invalid YAML value: {exc}", Location(file)) from None
+
+
+def _decode(data: bytes, file: str) -> str:
+    """UTF-8 text (a BOM allowed), or an error naming the first bad byte's offset and line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise BuildFileError(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start} cannot be decoded",
+            Location(file, line, column), "save the file as UTF-8",
+        ) from None
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, found by the C parser's event stream (iterative,
+    so safe at any depth) only when a cheap look at the text cannot rule it out."""
+    if text.count("[") + text.count("{") < MAX_DEPTH and not _DEEP_BLOCK.search(text):
+        return
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise BuildFileError(
+                    f"YAML nested more than {MAX_DEPTH} levels deep", Location(file, mark.line + 1, mark.column + 1),
+                    "flatten the structure",
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def expect_mapping(value, what: str, location: Location) -> LocatedDict:
     if not isinstance(value, LocatedDict):
-        raise BuildFileError(f"{what} must be a mapping, got {type(value).__name__}", location)
+        raise BuildFileError(f"{what} must be a mapping, got {describe(value)}", location)
     return value
