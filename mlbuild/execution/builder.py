@@ -23,6 +23,7 @@ import filelock
 
 from ..actions import Action, Input, Resources
 from ..errors import UserError
+from ..filesystem import make_directory
 from .executors import BUILTIN_EXECUTORS, ExecutorContext
 from .keys import compute_key, record_key_components
 from .outcome import Outcome, Status
@@ -136,7 +137,8 @@ class Builder:
     @contextmanager
     def _workspace_lock(self):
         """One build at a time per workspace and configuration: they share an output tree."""
-        self.state.file.parent.mkdir(parents=True, exist_ok=True)
+        make_directory(self.state.file.parent, "mlbuild's state directory")
+        make_directory(self.output_tree.root, "the output tree")
         lock = filelock.FileLock(self.state.file.with_suffix(".lock"))
         try:
             lock.acquire(timeout=0)
@@ -204,7 +206,10 @@ class Builder:
             outcome = self.runner.run(request)
         except UserError as exc:
             return Outcome(Status.FAILED, error=exc)
-        self._materialize(label, key, outcome.result)
+        try:
+            self._materialize(label, key, outcome.result)
+        except UserError as exc:  # a file blocks the target's output directory
+            return Outcome(Status.FAILED, error=exc)
         if outcome.result.exit_code != 0:
             return Outcome(Status.TEST_FAILED, outcome.result)
         return outcome

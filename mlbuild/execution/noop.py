@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..hashing import digest_bytes
+from ..filesystem import make_directory
 from ..storage.atomic import load_pickle, save_pickle
 
 MANIFEST_FORMAT = 1
@@ -71,4 +72,5 @@ def record(root: Path, request: list, workspace, graph: dict, toolchain_files: l
     manifest = {"format": MANIFEST_FORMAT, "code": _code_stamps(), "targets": len(graph),
                 "output_root": str(output_root),
                 "files": {f: _stamp(f) for f in sorted(files)}}
+    make_directory(path.parent, "mlbuild's state directory")
     save_pickle(path, manifest)

@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..filesystem import make_directory
 from ..storage.action_cache import ActionResult
 from ..storage.cas import ContentStore
 
@@ -33,9 +34,11 @@ class OutputTree:
     def materialize(self, label, result: ActionResult) -> Path:
         """Replace `label`'s directory by `result`'s outputs; returns the directory."""
         directory = self.directory(label)
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+        if directory.is_dir() and not directory.is_symlink():
+            shutil.rmtree(directory)  # only this target's: analysis keeps targets' directories apart
+        elif os.path.lexists(directory):
+            directory.unlink()
+        make_directory(directory, f"the output directory of {label}")
         lay_out(directory, result, self.cas)
         return directory
 
