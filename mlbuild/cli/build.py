@@ -44,6 +44,9 @@ def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
             trace.write(Path(kwargs["profile"]))
         if remote is not None:
             remote.close()
+    internal = summary.internal_error()
+    if internal is not None:  # a bug in mlbuild, not a failed build: exit 70 (traceback with --verbose)
+        raise internal
     for label, message in summary.failures():
         click.echo(message, err=True)
         logs = _failed_test_logs(builder, label, summary.outcomes[label])

@@ -57,6 +57,11 @@ class BuildSummary:
     def ok(self) -> bool:
         return self.count(Status.FAILED, Status.SKIPPED, Status.TEST_FAILED) == 0
 
+    def internal_error(self) -> Exception | None:
+        """The first exception that is neither a user's mistake nor an expected failure: a bug."""
+        return next((o.error for o in self.outcomes.values() if o.status == Status.FAILED
+                     and isinstance(o.error, Exception) and not isinstance(o.error, (UserError, NodeFailed))), None)
+
     def failures(self) -> list[tuple[object, str]]:
         """(label, message) of every failed action and failed test."""
         failed = []

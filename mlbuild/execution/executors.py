@@ -76,6 +76,10 @@ def run_subprocess(sandbox: Sandbox, runner: ProcessRunner, logs_dir: Path, stre
         ) from None
     except PermissionError:
         raise ActionError(f"{action.label}: command is not executable: {action.argv[0]}") from None
+    except OSError as exc:  # ENOEXEC (not a program), ENAMETOOLONG, E2BIG: the action's argv is at fault
+        raise ActionError(f"{action.label}: cannot run {action.argv[0]}: {exc.strerror}",
+                          hint="argv[0] must be a program (a script needs a #! line) and arguments must fit "
+                               "the system's limits") from None
     duration = time.monotonic() - start
     if result.cancelled:
         raise ActionError(f"{action.label}: cancelled")
