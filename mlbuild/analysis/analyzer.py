@@ -14,6 +14,7 @@ from ..errors import BuildFileError, ToolchainError, did_you_mean
 from ..loading.labels import Label
 from ..loading.select import resolve_selects
 from ..rules import RULES, ConfiguredTarget, RuleContext
+from ..rules.base import output_dir
 from ..toolchains import ToolchainMissing
 
 _CONFIG_PLACEHOLDER = re.compile(r"\{\{\s*config:\s*([A-Za-z0-9_\-]+)\s*\}\}")
@@ -49,6 +50,7 @@ class Analyzer:
                 f"unknown rule '{decl.rule}' for {label}", decl.attrs.where("rule"),
                 did_you_mean(decl.rule, RULES) or f"rules: {', '.join(sorted(RULES))}",
             )
+        self._check_output_directory(label, decl)
         self._in_progress.append(label)
         try:
             groups_read: set = set()
@@ -81,6 +83,18 @@ class Analyzer:
             self._in_progress.pop()
         self.targets[label] = configured
         return configured
+
+    def _check_output_directory(self, label, decl) -> None:
+        """Outputs of two targets never overlap: checked by package structure, so it holds in
+        every configuration and whichever targets a build requests."""
+        other = self.workspace.nesting_target(label)
+        if other is not None:
+            outer, inner = sorted([label, other], key=lambda l: len(output_dir(l)))
+            raise BuildFileError(
+                f"the outputs of {outer} and {inner} overlap: {output_dir(outer)}/ holds {output_dir(inner)}/ "
+                "in the output tree (mlbuild-out/<configuration>/)", decl.location,
+                f"rename target '{outer.name}' of //{outer.package}, or move package //{inner.package}",
+            )
 
     def _toolchains(self, label, names, decl, groups_read) -> dict:
         """Resolve named toolchains and those the configuration requires; fail before running."""

@@ -131,14 +131,32 @@ class Workspace:
             )
         return decl
 
-    def all_packages(self) -> list[str]:
+    def all_packages(self, under: str = "") -> list[str]:
         base = self.root / PACKAGES_DIR
         found = []
-        for directory, subdirs, files in os.walk(base):
+        for directory, subdirs, files in os.walk(base / under):
             subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
             if ROOT_FILE in files:
                 found.append(os.path.relpath(directory, base).replace(os.sep, "/"))
         return found
+
+    def nesting_target(self, label: Label) -> Label | None:
+        """A target whose output directory (out/<package>/<name>) holds `label`'s or lies in it.
+
+        Each target owns its directory of the output tree; //a:gen and any target of package
+        a/gen (or below) would share one, and building either would clobber the other's files.
+        """
+        inner = self.package_dir(label.package) / label.name
+        if inner.is_dir():
+            for package in self.all_packages(f"{label.package}/{label.name}"):
+                for decl in self.package(package).values():
+                    return decl.label
+        parts = label.package.split("/")
+        for i in range(1, len(parts)):
+            outer_package, outer_name = "/".join(parts[:i]), parts[i]
+            if (self.package_dir(outer_package) / ROOT_FILE).is_file() and outer_name in self.package(outer_package):
+                return Label(outer_package, outer_name)
+        return None
 
     def expand(self, patterns: list[str]) -> list[Label]:
         """Targets matched by patterns; `manual`-tagged targets only when named exactly."""

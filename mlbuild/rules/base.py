@@ -35,7 +35,8 @@ MAX_TIMEOUT_S = 7 * 86400  # a week; larger values overflow the OS's wait
 
 # Common attribute types by short name, so rules read `Attr("str")`; any Schema works too.
 KINDS = {
-    "str": TEXT, "int": Integer(), "float": Number(), "bool": Boolean(), "list": SCALAR_LIST, "labels": TEXT_LIST,
+    "str": TEXT, "int": Integer(-2**63, 2**63 - 1), "float": Number(), "bool": Boolean(), "list": SCALAR_LIST,
+    "labels": TEXT_LIST,
     "dict": MapOf(SCALAR_TEXT, expected="a mapping of names to strings"), "paths": PATHS,
     "scalar": SCALAR_TEXT, "count": Integer(minimum=0, maximum=2**31),
 }

@@ -198,3 +198,17 @@ def test_an_unexpected_exception_in_an_action_is_an_internal_error(workspace, mo
     result = mlb("build", "//...")
     assert result.code == 70 and "internal error: KeyError('a bug')" in result.stderr, str(result)
     assert "FAILED" in result.stderr and "Build FAILED" not in result.stderr  # not reported as a failed build
+
+
+def test_overlapping_output_directories_are_one_error_naming_both_targets(workspace):
+    files = {"BUILD.yaml": ROOT,
+             "targets/a/BUILD.yaml": "gen: {rule: command, outs: [gen.txt], cmd: 'echo a > {{out}}'}\n",
+             "targets/a/gen/BUILD.yaml": "gen.txt: {rule: command, outs: [x], cmd: 'echo b > {{out}}'}\n"}
+    mlb = workspace(files)
+    for pattern in ("//a:gen", "//a/gen:gen.txt", "//..."):  # whichever is requested, in any order
+        result = mlb("build", pattern)
+        assert result.code == 3, str(result)
+        assert "the outputs of //a:gen and //a/gen:gen.txt overlap: out/a/gen/ holds out/a/gen/gen.txt/" \
+            in result.stderr, str(result)
+        assert result.stderr.startswith("targets/a/"), result.stderr
+    assert not (mlb.root / "mlbuild-out").exists()
