@@ -58,7 +58,9 @@ class Text(Schema):
                 value = str(value).lower() if isinstance(value, bool) else str(value)
             else:
                 self.fail(value, where, path)
-        if "\0" in value or (self.pattern is not None and not self.pattern.fullmatch(value)):
+        if "\0" in value:
+            _nul(value, where, path)
+        if self.pattern is not None and not self.pattern.fullmatch(value):
             self.fail(value, where, path)
         if self.max_length is not None and len(value) > self.max_length:
             self.fail(value, where, path, f"{self.expected} of at most {self.max_length} characters")
@@ -140,9 +142,10 @@ class Scalar(Schema):
     expected = "a string, number or boolean"
 
     def check(self, value, where, path):
-        if type(value) not in (str, int, float, bool) or _is_special_float(value) \
-                or (type(value) is str and "\0" in value):
+        if type(value) not in (str, int, float, bool) or _is_special_float(value):
             self.fail(value, where, path)
+        if type(value) is str and "\0" in value:
+            _nul(value, where, path)
         return value
 
 
@@ -311,6 +314,11 @@ class Record(Schema):
         return value.with_items(result) if isinstance(value, LocatedDict) else result
 
 
+def _nul(value: str, where, path: str):
+    raise BuildFileError(f"{_prefix(path)}{show(value)} holds a NUL character, which no file name, "
+                         "argument or environment variable can carry", where)
+
+
 def _prefix(path: str) -> str:
     return f"{path}: " if path else ""
 
@@ -357,9 +365,10 @@ _QUALIFIERS = (" (", " with ", " from ", " >= ", " <= ", " or ", " of ", " like 
 TEXT = Text()
 SCALAR_TEXT = Text("a string or number", scalar=True)
 NAME = Text("a name", scalar=True, pattern=r"[^\s,=]+")
-ENV = MapOf(SCALAR_TEXT, key=Text("an environment variable name", pattern=r"[^=]+"),
+SCALAR = Scalar()
+ENV = MapOf(SCALAR, key=Text("an environment variable name", scalar=True, pattern=r"[^=]+"),
             expected="a mapping of environment variable names to strings")
 TEXT_LIST = ListOf(TEXT)
-SCALAR_LIST = ListOf(SCALAR_TEXT)
+SCALAR_LIST = ListOf(SCALAR)
 PATHS = ListOf(RelativePath())
 NAME_LIST = ListOf(NAME)

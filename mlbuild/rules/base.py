@@ -23,7 +23,7 @@ from ..filesystem import dataset_files, file_problem, reaches_special
 from ..loading.configs import Configuration
 from ..loading.labels import Label
 from ..loading.schema import (
-    ENV, PATHS, SCALAR_LIST, SCALAR_TEXT, TEXT, TEXT_LIST, Boolean, Field, Integer, MapOf, Number, Record, Schema,
+    ENV, PATHS, SCALAR, SCALAR_LIST, SCALAR_TEXT, TEXT, TEXT_LIST, Boolean, Field, Integer, MapOf, Number, Record, Schema,
     PATH_HINT, path_problem,
 )
 from ..loading.workspace import PACKAGES_DIR
@@ -37,7 +37,7 @@ MAX_TIMEOUT_S = 7 * 86400  # a week; larger values overflow the OS's wait
 KINDS = {
     "str": TEXT, "int": Integer(-2**63, 2**63 - 1), "float": Number(), "bool": Boolean(), "list": SCALAR_LIST,
     "labels": TEXT_LIST,
-    "dict": MapOf(SCALAR_TEXT, expected="a mapping of names to strings"), "paths": PATHS,
+    "dict": MapOf(SCALAR, expected="a mapping of names to strings or numbers"), "paths": PATHS,
     "scalar": SCALAR_TEXT, "count": Integer(minimum=0, maximum=2**31),
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..actions import Action
 from ..errors import BuildFileError
-from ..loading.schema import SCALAR_TEXT, ListOf
+from ..loading.schema import SCALAR, ListOf
 from .base import Attr, ConfiguredTarget, Rule, RuleContext
 
 
@@ -13,7 +13,7 @@ class CommandRule(Rule):
     version = 1
     attrs = {
         "cmd": Attr("str", doc="shell command (bash -c), placeholders expanded"),
-        "argv": Attr(ListOf(SCALAR_TEXT, min_items=1), doc="argument vector, run without a shell"),
+        "argv": Attr(ListOf(SCALAR, min_items=1), doc="argument vector, run without a shell"),
         "srcs": Attr("labels", []),
         "outs": Attr("paths", []),
         "out_dirs": Attr("paths", []),

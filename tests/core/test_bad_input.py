@@ -87,7 +87,7 @@ CASES = {
     "env_name_with_equals": (package("x: {rule: command, env: {A=B: x}, cmd: 'true'}\n"), ["build", "//..."], 3,
                              ["attribute 'env', key 'A=B': expected an environment variable name"]),
     "env_value_with_nul": (package('x: {rule: command, env: {A: "a\\0b"}, cmd: "true"}\n'), ["build", "//..."], 3,
-                           ["attribute 'env', key 'A': expected a string or number"]),
+                           ["attribute 'env', key 'A': 'a\\x00b' holds a NUL character"]),
     "out_dir_name_too_long": (package(f"x: {{rule: command, out_dirs: [{'d' * 300}], cmd: 'true'}}\n"),
                               ["build", "//..."], 3, ["is too long for the file system"]),
     "timeout_infinite": (package("x: {rule: command, timeout: .inf, cmd: 'true'}\n"), ["build", "//..."], 3,

@@ -79,7 +79,8 @@ PACKAGE_M = {  # analyzed by `query deps(//m:bench)`, never built: it needs onnx
                "backend": "onnxruntime", "workspace_mib": 64},
     "bench": {"rule": "bench", "engine": ":engine", "dataset": ":dataset data.npz", "toolchain": "py",
               "deps": [":engine", ":dataset"], "tags": ["manual"], "accuracy_reference": 0.9,
-              "settings": {"min_duration_ms": 100}, "modes": ["performance"]},
+              "model_name": "resnet50", "run_style": "test", "user_conf": {"min_duration": 100},
+              "modes": ["performance"]},
 }
 
 YAML_FILES = {
@@ -102,7 +103,7 @@ KEYS = sorted({
     "label_offset", "kind", "version", "packages", "interpreter", "binary", "version_args", "version_regex",
     "requirements", "cuda_home", "require_gpu", "trtexec", "tensorrt_root", "cpus", "gpus", "memory_mb",
     "exclusive", "remote_cache", "remote_upload", "remote_timeout", "remote_max_upload_size", "name", "select",
-    "min_duration_ms", "accuracy_ratio", "min_accuracy", "target_latency_ms", "max_latency_p99_ms",
+    "min_duration", "user_conf", "model_name", "run_style", "accuracy_checker", "accuracy_ratio", "min_accuracy", "target_latency_ms", "max_latency_p99_ms",
 })
 
 SCALARS = [
