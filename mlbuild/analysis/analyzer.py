@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 
+from ..actions import output_dir
 from ..errors import BuildFileError, ToolchainError, did_you_mean
 from ..loading.labels import Label
 from ..loading.select import resolve_selects
 from ..rules import RULES, ConfiguredTarget, RuleContext
-from ..rules.base import output_dir
 from ..toolchains import ToolchainMissing
 
 _CONFIG_PLACEHOLDER = re.compile(r"\{\{\s*config:\s*([A-Za-z0-9_\-]+)\s*\}\}")

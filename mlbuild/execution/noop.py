@@ -16,8 +16,8 @@ import json
 import os
 from pathlib import Path
 
-from ..hashing import digest_bytes
 from ..filesystem import make_directory
+from ..hashing import digest_bytes
 from ..storage.atomic import load_pickle, save_pickle
 
 MANIFEST_FORMAT = 1

@@ -64,7 +64,7 @@ class ConfigGroup:
             except ValueError:
                 raise BuildFileError(
                     f"config group '{self.name}' takes a {self.type}"
-                    + (f" between -2^63 and 2^63" if self.type in ("int", "float") else "") + f", got {show(raw)}",
+                    + (" between -2^63 and 2^63" if self.type in ("int", "float") else "") + f", got {show(raw)}",
                     location
                 ) from None
         if raw not in self.values:

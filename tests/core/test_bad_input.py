@@ -190,10 +190,10 @@ def test_a_file_that_is_not_a_program_is_a_failed_action_not_an_internal_error(w
 def test_an_unexpected_exception_in_an_action_is_an_internal_error(workspace, monkeypatch):
     from mlbuild.execution import executors
 
-    def broken(builder, sandbox, logs, extra):
+    def broken(ctx, sandbox, logs):
         raise KeyError("a bug")
 
-    monkeypatch.setitem(executors.EXECUTORS, "subprocess", broken)
+    monkeypatch.setitem(executors.BUILTIN_EXECUTORS, "subprocess", broken)
     mlb = workspace(package(OK))
     result = mlb("build", "//...")
     assert result.code == 70 and "internal error: KeyError('a bug')" in result.stderr, str(result)
