@@ -7,8 +7,8 @@ schema checks a value parsed by yamlsource (mappings and lists remember file:lin
 returns it, converted where the type says so; a mismatch is one BuildFileError naming the
 place, the path to the value, what was expected and what was found:
 
-    targets/a/BUILD.yaml:4:5: error: target 'gen', attribute 'srcs', item 2: expected a
-    relative path, got the integer 5
+    targets/a/BUILD.yaml:4:17: error: //a:gen, attribute 'srcs', item 2: expected a string,
+    got the integer 5
 
 Hand-written rather than pydantic: the values already carry their locations, checks run on
 every analysis (so they must cost microseconds), and a dozen small classes read plainly.
@@ -22,9 +22,6 @@ from dataclasses import dataclass
 
 from ..errors import BuildFileError, Location, describe, did_you_mean, show
 from .yamlsource import LocatedDict, LocatedList
-
-_MISSING = object()
-
 
 class Schema:
     """A type a value must have. `expected` completes 'expected ...' in messages."""
@@ -45,12 +42,10 @@ class Text(Schema):
 
     A NUL character can reach no file name, argv or environment, so it is refused here."""
 
-    def __init__(self, expected: str = "a string", *, scalar: bool = False, pattern: str | None = None,
-                 max_length: int | None = None):
+    def __init__(self, expected: str = "a string", *, scalar: bool = False, pattern: str | None = None):
         self.expected = expected
         self.scalar = scalar
         self.pattern = re.compile(pattern) if pattern else None
-        self.max_length = max_length
 
     def check(self, value, where, path):
         if type(value) is not str:
@@ -62,8 +57,6 @@ class Text(Schema):
             _nul(value, where, path)
         if self.pattern is not None and not self.pattern.fullmatch(value):
             self.fail(value, where, path)
-        if self.max_length is not None and len(value) > self.max_length:
-            self.fail(value, where, path, f"{self.expected} of at most {self.max_length} characters")
         return value
 
 
@@ -162,7 +155,7 @@ class Choice(Schema):
 
 
 class Regex(Schema):
-    """A regular expression with at least `groups` capturing groups; returns it compiled."""
+    """A regular expression that compiles, with at least `groups` capturing groups."""
 
     def __init__(self, groups: int = 0):
         self.groups = groups
@@ -208,15 +201,15 @@ class Nullable(Schema):
 
 
 class OneOf(Schema):
-    """The first of several schemas whose outer type (str, list, mapping...) matches."""
+    """The schema for the value's Python type, e.g. a string or a list (requirements)."""
 
-    def __init__(self, *options: tuple[type | tuple, Schema]):
+    def __init__(self, *options: tuple[type, Schema]):
         self.options = options
         self.expected = " or ".join(schema.expected for _, schema in options)
 
     def check(self, value, where, path):
         for kind, schema in self.options:
-            if isinstance(value, kind) and not (isinstance(value, bool) and bool not in _as_tuple(kind)):
+            if isinstance(value, kind):
                 return schema.check(value, where, path)
         self.fail(value, where, path)
 
@@ -232,8 +225,8 @@ class ListOf(Schema):
             self.fail(value, where, path)
         if len(value) < self.min_items:
             self.fail(value, where, path, f"{self.expected} with at least {self.min_items} item(s)")
-        item = self.item
-        checked = [item.check(v, value.where(i) if isinstance(value, LocatedList) else where, _join(path, f"item {i + 1}"))
+        item, located = self.item, isinstance(value, LocatedList)
+        checked = [item.check(v, value.where(i) if located else where, _join(path, f"item {i + 1}"))
                    for i, v in enumerate(value)]
         if all(new is old for new, old in zip(checked, value)):
             return value
@@ -329,10 +322,6 @@ def _join(path: str, part: str) -> str:
 
 def _is_special_float(value) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
-
-
-def _as_tuple(kind) -> tuple:
-    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def _range(minimum, maximum) -> str:
