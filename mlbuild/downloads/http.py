@@ -19,6 +19,7 @@ import requests
 
 from mlbuild.downloads.checksum import Checksum
 from mlbuild.errors import ActionError, BuildFileError, Location
+from mlbuild.loading.yamlsource import decode_text
 
 CHUNK_BYTES = 1 << 20
 SCHEMES = ("http", "https", "file")
@@ -73,9 +74,9 @@ class _MirrorFailed(Exception):
 def load_rewrites(path: Path) -> list[Rewrite]:
     """Read `rewrite REGEX REPLACEMENT` lines; blank lines and lines starting with # are skipped."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = decode_text(Path(path).read_bytes(), str(path)).splitlines()
     except OSError as e:
-        raise BuildFileError(f"cannot read downloader config {path}: {e.strerror}") from e
+        raise BuildFileError(f"cannot read downloader config {path}: {e.strerror}", Location(str(path))) from e
     rules = []
     for number, line in enumerate(lines, 1):
         words = line.split()
@@ -96,7 +97,7 @@ def _compile_rewrite(pattern: str, replacement: str, where: Location | None) -> 
     try:
         compiled = re.compile(pattern)
         compiled.sub(replacement, "")
-    except re.error as e:
+    except (re.error, RecursionError, OverflowError) as e:
         raise BuildFileError(f"bad rewrite {pattern!r} -> {replacement!r}: {e}", where) from e
     return compiled, replacement
 

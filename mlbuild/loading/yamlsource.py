@@ -130,7 +130,7 @@ def load_yaml(path: Path, display_path: str | None = None):
         data = path.read_bytes()
     except OSError as exc:
         raise BuildFileError(f"cannot read {file}: {exc.strerror}", Location(file)) from None
-    text = _decode(data, file)
+    text = decode_text(data, file)
     try:
         _check_depth(text, file)
         loader = _Loader(text)
@@ -163,7 +163,7 @@ def load_yaml(path: Path, display_path: str | None = None):
         raise BuildFileError(f"invalid YAML value: {exc}", Location(file)) from None
 
 
-def _decode(data: bytes, file: str) -> str:
+def decode_text(data: bytes, file: str) -> str:
     """UTF-8 text (a BOM allowed), or an error naming the first bad byte's offset and line."""
     try:
         return data.decode("utf-8-sig")

@@ -257,6 +257,14 @@ def test_load_rewrites_errors_name_the_line(tmp_path, line, fragment):
     assert fragment in str(caught.value)
 
 
+def test_a_downloader_config_that_is_not_utf8_names_the_byte(tmp_path):
+    config = tmp_path / "downloader.cfg"
+    config.write_bytes(b"rewrite a b\nrewrite \xff b\n")
+    with pytest.raises(BuildFileError) as caught:
+        load_rewrites(config)
+    assert str(caught.value).startswith(f"{config}:2:9: error: not UTF-8 text: byte 0xff at byte offset 20")
+
+
 def test_memory_stays_bounded_for_large_files(server, tmp_path):
     block = hashlib.sha256(b"seed").digest() * (1 << 15)  # 1 MiB
     hasher = hashlib.sha256()
