@@ -8,8 +8,8 @@ each other: a default among the values, references to known groups).
 from __future__ import annotations
 
 from .schema import (
-    ENV, NAME, NAME_LIST, TEXT, Boolean, Choice, Field, ListOf, MapOf, Nullable, Number, Record, Scalar,
-    Text,
+    ENV, NAME, NAME_LIST, TEXT, TEXT_LIST, Boolean, Choice, Field, ListOf, MapOf, Nullable, Number, OneOf, Record,
+    Scalar, Text,
 )
 
 PARAMETER_TYPES = ("int", "float", "str", "bool")
@@ -42,6 +42,7 @@ CONFIG_RULES = Record({
 
 WORKSPACE_SETTINGS = Record({
     "name": TEXT,
+    "distdir": OneOf((str, TEXT), (list, TEXT_LIST)),
     "remote_cache": Text("an http:// or https:// URL", pattern=r"https?://\S+"),
     "remote_upload": Boolean(),
     "remote_timeout": Number(minimum=0.001, maximum=3600),
