@@ -95,6 +95,9 @@ def run_subprocess(sandbox: Sandbox, runner: ProcessRunner, logs_dir: Path, stre
         if result.exit_code == 127:
             message = f"{action.label}: command not found (exit 127)"
             hint = "the action's PATH holds only its toolchains' bin dirs and /usr/local/bin:/usr/bin:/bin"
+            if action.container:
+                hint = (f"in a container the command must exist in image {action.container} (PATH "
+                        "/usr/local/bin:/usr/bin:/bin); a `cmd` needs /bin/bash there, an `argv` runs without a shell")
         elif result.exit_code == 125 and action.container:
             message = f"{action.label}: the container runtime could not start image {action.container} (exit 125)"
         raise ActionError(message + (f"\n{tail}" if tail else ""), hint=hint)

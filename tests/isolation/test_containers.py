@@ -148,3 +148,12 @@ def test_gpu_and_resource_limits_become_docker_flags_argv_double():
     assert command[command.index("--cpus") + 1] == "2"
     assert command[command.index("--network") + 1] == "none"
     assert command[-2:] == ["sha256:" + "a" * 64, "nvidia-smi"]
+
+
+def test_a_command_missing_from_the_image_says_so(workspace, busybox_image):
+    ws = workspace({"BUILD.yaml": ROOT_BUILD, "toolchains/images.yaml": _toolchain(busybox_image()),
+                    "targets/pkg/BUILD.yaml": ("gone:\n  rule: command\n  toolchains: [img]\n  outs: [o]\n"
+                                               "  argv: [python3, -c, 'print(1)']\n")})
+    result = ws("build", "//pkg:gone")
+    assert result.code == 1 and "command not found (exit 127)" in result.stderr, result
+    assert "in a container the command must exist in image sha256:" in result.stderr
