@@ -243,13 +243,14 @@ def docker() -> str:
 def busybox_image(docker, tmp_path_factory):
     """A factory: busybox_image(extra_files={path: text}) -> image ID, by `docker import` of a
     busybox-static root filesystem (images differing in a file differ in ID); its /bin/bash
-    is busybox's POSIX shell."""
+    is busybox's POSIX shell. The images are removed at the end of the session."""
     import subprocess
     import tarfile
 
     busybox = shutil.which("busybox")
     if busybox is None:
         pytest.skip("needs busybox-static (make setup installs it)")
+    built: list[str] = []
 
     def build(extra_files: dict | None = None) -> str:
         rootfs = tmp_path_factory.mktemp("rootfs")
@@ -267,9 +268,12 @@ def busybox_image(docker, tmp_path_factory):
         with tarfile.open(archive, "w") as tar:
             tar.add(rootfs, arcname=".")
         done = subprocess.run([docker, "import", str(archive)], capture_output=True, text=True, check=True)
-        return done.stdout.strip()
+        built.append(done.stdout.strip())
+        return built[-1]
 
-    return build
+    yield build
+    if built:
+        subprocess.run([docker, "rmi", "--force", *built], capture_output=True)
 
 
 @pytest.fixture(scope="session")
