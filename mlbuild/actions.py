@@ -62,7 +62,8 @@ class Action:
     argv: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # values may contain {{sandbox}}
     sources: tuple[tuple[str, str], ...] = ()  # (sandbox path, workspace-relative or absolute path)
-    deps: tuple[str, ...] = ()  # labels whose outputs this action reads
+    deps: tuple[str, ...] = ()  # graph nodes (labels, LABEL@CONFIG) whose outputs this action reads
+    dep_dirs: tuple[tuple[str, str], ...] = ()  # (dep, sandbox dir) where not output_dir(dep)
     outputs: tuple[str, ...] = ()  # sandbox-relative files it must produce
     output_dirs: tuple[str, ...] = ()  # sandbox-relative directories it must produce
     toolchains: tuple[tuple[str, str], ...] = ()  # (name, fingerprint digest)
@@ -78,6 +79,13 @@ class Action:
     # the image's digest is, as that toolchain's fingerprint.
     container: str | None = None
     container_runtime: str | None = None
+
+    def dep_dir(self, dep: str) -> str:
+        """The sandbox directory holding a dependency's outputs (inputs carry it, so it is keyed)."""
+        for name, directory in self.dep_dirs:
+            if name == dep:
+                return directory
+        return output_dir(dep)
 
     @property
     def cacheable(self) -> bool:

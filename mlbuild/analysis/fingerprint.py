@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..actions import Input, canonical_encoding
 from ..hashing import StatCache, digest_bytes
+from ..loading.labels import Label
 from ..toolchains.base import ResolvedToolchain
 from ..toolchains.registry import undetected
 from ..toolchains.venv import requirement_lines
@@ -35,25 +36,31 @@ class DeclaredToolchains:
 
 
 def fingerprints(workspace, graph: dict, stat_cache: StatCache | None = None) -> dict:
-    """Label → fingerprint for every target of an analyzed graph."""
+    """Node → fingerprint for every target of an analyzed graph, dependencies first (an
+    explicit stack: a chain thousands of targets deep must not hit Python's recursion limit)."""
     stat_cache = stat_cache or StatCache(None)
     result: dict = {}
-
-    def visit(label):
-        if label in result:
-            return result[label]
-        target = graph[label]
-        dep_prints = {str(dep): visit(dep) for dep in target.deps}
-        if target.action is None:
-            body = {"rule": target.rule, "deps": sorted(dep_prints.items())}
-        else:
-            inputs = [Input(path, stat_cache.digest(workspace.root / relative))
-                      for path, relative in target.action.sources]
-            inputs += [Input(f"dep:{dep}", dep_prints[dep]) for dep in target.action.deps]
-            body = target.action.key_components(inputs)
-        result[label] = digest_bytes(canonical_encoding(body))
-        return result[label]
-
-    for label in graph:
-        visit(label)
+    for root in graph:
+        stack = [root]
+        while stack:
+            node = stack[-1]
+            if node in result:
+                stack.pop()
+                continue
+            missing = [dep for dep in graph[node].deps if dep not in result]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            result[node] = _fingerprint(workspace, graph[node], result, stat_cache)
     return result
+
+
+def _fingerprint(workspace, target, known: dict, stat_cache: StatCache) -> str:
+    if target.action is None:
+        body = {"rule": target.rule, "deps": sorted((str(dep), known[dep]) for dep in target.deps)}
+    else:
+        inputs = [Input(path, stat_cache.digest(workspace.root / relative)) for path, relative in target.action.sources]
+        inputs += [Input(f"dep:{target.action.dep_dir(dep)}", known[Label.parse(dep)]) for dep in target.action.deps]
+        body = target.action.key_components(inputs)
+    return digest_bytes(canonical_encoding(body))

@@ -2,7 +2,9 @@
 
 Expressions: a pattern (`//bench/...`), `deps(PATTERN)` (everything it needs, itself included)
 and `rdeps(UNIVERSE, PATTERN)` (everything in UNIVERSE that needs it). Nothing is detected,
-built or downloaded to answer.
+built or downloaded to answer. Each node shows its configuration as Bazel's cquery does:
+the values of the groups it and its dependencies read (`//bench:digits (precision=int8)`),
+nothing when it reads none; a node built through a transition is `LABEL@VALUES`.
 """
 
 from __future__ import annotations
@@ -52,18 +54,27 @@ def query(ctx, expression, configs, output):
         selected = _closure([w for w in wanted if w in graph], lambda label: users[label])
     session.workspace.save_caches()
     ordered = sorted(selected)
+
+    def configuration(label) -> dict:
+        values = graph[label].configuration.values
+        return {group: value for group, value in values if group in analyzer.closure_reads[label]}
+
+    def spelled(label) -> str:
+        values = configuration(label)
+        return f"{label} ({','.join(f'{g}={v}' for g, v in values.items())})" if values else str(label)
+
     if output == "label":
-        click.echo("\n".join(map(str, ordered)))
+        click.echo("\n".join(map(spelled, ordered)))
     elif output == "json":
         click.echo(json.dumps([
             {"label": str(label), "rule": graph[label].rule, "deps": [str(d) for d in graph[label].deps],
              "outputs": list(graph[label].outputs), "test": graph[label].is_test,
-             "reads_config": sorted(graph[label].groups_read)}
+             "reads_config": sorted(graph[label].groups_read), "configuration": configuration(label)}
             for label in ordered], indent=2))
     else:
         lines = ["digraph mlbuild {"]
         for label in ordered:
-            lines.append(f'  "{label}";')
+            lines.append(f'  "{label}" [label="{spelled(label)}"];')
             lines += [f'  "{label}" -> "{dep}";' for dep in graph[label].deps if dep in selected]
         click.echo("\n".join(lines + ["}"]))
 

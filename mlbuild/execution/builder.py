@@ -185,7 +185,7 @@ class Builder:
     def _try_inline(self, label) -> Outcome | None:
         target = self.graph[label]
         if target.action is None:
-            if target.alias_of is not None:  # dependents read the actual target's outputs under this name
+            if str(target.alias_of) in self.results:  # dependents read the actual target's outputs here
                 self.results[str(label)] = self.results[str(target.alias_of)]
             return Outcome(Status.NO_ACTION)
         if label in self.force:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from ..actions import Action, Input, action_key, canonical_encoding, output_dir
+from ..actions import Action, Input, action_key, canonical_encoding
 from ..errors import ActionError
 from ..hashing import StatCache
 from ..storage.action_cache import ActionResult
@@ -35,7 +35,7 @@ def action_inputs(action: Action, workspace_root: Path, stat_cache: StatCache,
                               hint="run the build again once the files stop changing") from None
         inputs.append(Input(sandbox_path, stat_cache.digest(path, st), bool(st.st_mode & 0o111)))
     for dep in action.deps:
-        base = output_dir(dep)
+        base = action.dep_dir(dep)
         for output in dep_results[dep].outputs:
             inputs.append(Input(f"{base}/{output.path}", output.digest, output.executable))
     return inputs

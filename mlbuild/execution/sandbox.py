@@ -50,7 +50,7 @@ class Sandbox:
         for sandbox_path, relative in self.action.sources:
             self._stage_file(workspace_root / relative, self.root / sandbox_path, None)
         for label, result in dep_results.items():
-            directory = self.root / output_dir(label)
+            directory = self.root / self.action.dep_dir(label)
             for sub in result.directories:
                 (directory / sub).mkdir(parents=True, exist_ok=True)
             for output in result.outputs:

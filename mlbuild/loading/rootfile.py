@@ -16,22 +16,29 @@ PARAMETER_TYPES = ("int", "float", "str", "bool")
 REFERENCE = Text("a config value (VALUE or GROUP=VALUE)", scalar=True, pattern=r"\S(.*\S)?")
 REFERENCES = ListOf(REFERENCE)
 
-VALUE_SETTINGS = Record({
+SETTINGS = Record({
     "implies": REFERENCES,
+    "forces": REFERENCES,
+    "defaults": REFERENCES,
     "toolchains": NAME_LIST,
     "env": ENV,
     "doc": TEXT,
-}, "a mapping of value settings (implies, toolchains, env, doc)", fill=False)
+}, "a mapping of value settings (implies, forces, defaults, toolchains, env, doc)", fill=False)
+VALUE_NAME = Text("a value name", scalar=True, pattern=r"[^\s,=|!]+")
+# A value's settings, or CM's `alias: OTHER` (configs.py checks that an alias holds nothing else).
+VALUE_SETTINGS = SETTINGS.extend({"alias": VALUE_NAME},
+                                 "a mapping of value settings (implies, forces, defaults, toolchains, env, doc) "
+                                 "or {alias: VALUE}")
 
 GROUP = Record({
     "default": Scalar(),
-    "values": MapOf(Nullable(VALUE_SETTINGS), key=Text("a value name", scalar=True, pattern=r"[^\s,=]+"),
-                    noun="value"),
+    "values": MapOf(Nullable(VALUE_SETTINGS), key=VALUE_NAME, noun="value"),
     "type": Choice(*PARAMETER_TYPES),
+    "env": ENV,
     "doc": TEXT,
 }, "a config group (a mapping with 'values' or 'type')", fill=False)
 
-COMBINATION = VALUE_SETTINGS.extend(
+COMBINATION = SETTINGS.extend(
     {"when": Field(ListOf(REFERENCE, min_items=1), required=True)}, "a combination (a mapping with 'when')")
 
 CONFIG_RULES = Record({

@@ -255,6 +255,25 @@ class MapOf(Schema):
         return value.with_items(items) if isinstance(value, LocatedDict) else dict(items)
 
 
+class MappingParts(Schema):
+    """A mapping, or a list of mapping parts (a fixed one and `select`ed ones, null for none)
+    merged in order into one mapping: how `env` is assembled from conditional parts."""
+
+    def __init__(self, mapping: Schema):
+        self.mapping = mapping
+        self.expected = f"{mapping.expected}, or a list of them"
+
+    def check(self, value, where, path):
+        if not isinstance(value, list):
+            return self.mapping.check(value, where, path)
+        merged = {}
+        for i, part in enumerate(value):
+            if part is not None:
+                at = value.where(i) if isinstance(value, LocatedList) else where
+                merged.update(self.mapping.check(part, at, _join(path, f"part {i + 1}")))
+        return merged
+
+
 @dataclass(frozen=True)
 class Field:
     """One key of a Record: its type, default, whether it must be given, and what it means."""

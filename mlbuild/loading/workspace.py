@@ -62,6 +62,7 @@ class Workspace:
         self.settings: dict = dict(root_doc.get("workspace") or {})
         self.configs = ConfigSchema.from_yaml(root_doc.get("config"), root_doc.get("config_rules"))
         self.toolchain_decls = self._load_toolchain_decls()
+        self.configs.check_toolchains(self.toolchain_decls)
 
     # -- files -----------------------------------------------------------------------------
     def relative(self, path: Path) -> str:
@@ -112,6 +113,9 @@ class Workspace:
         targets = {}
         for name, body in document.items():
             where = document.where(name)
+            if "@" in str(name):
+                raise BuildFileError(f"target name '{name}' contains '@'", where,
+                                     "'@' is kept for targets built in another configuration (LABEL@VALUES)")
             label = Label.parse(f"//{package}:{name}", location=where)
             body = expect_mapping(body, f"target '{name}'", where)
             rule = body.get("rule")

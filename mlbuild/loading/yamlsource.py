@@ -62,9 +62,10 @@ class LocatedList(list):
     def where(self, index: int) -> Location:
         return self.item_locations[index] if index < len(self.item_locations) else self.location
 
-    def with_items(self, items) -> "LocatedList":
+    def with_items(self, items, item_locations=None) -> "LocatedList":
         copy = LocatedList(items)
-        copy.location, copy.item_locations, copy.marks = self.location, self.item_locations, frozenset()
+        copy.location, copy.marks = self.location, frozenset()
+        copy.item_locations = self.item_locations if item_locations is None else item_locations
         return copy
 
 

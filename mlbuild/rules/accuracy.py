@@ -33,7 +33,7 @@ class AccuracyChecker:
 
     argv: tuple[str, ...]
     sources: tuple[tuple[str, str], ...]
-    deps: tuple[str, ...]
+    deps: tuple[tuple[str, str], ...]  # (graph node, sandbox dir) of what it reads, e.g. ground truth
 
 
 class AccuracyCheckerRule(Rule):
@@ -63,7 +63,7 @@ class AccuracyCheckerRule(Rule):
         checker = AccuracyChecker(
             argv=(script, "--ground-truth", ground_truth, "--label-offset", str(attrs["label_offset"]),
                   "--dtype", attrs["dtype"]),
-            sources=tuple(sources), deps=tuple(str(d) for d in ctx.deps),
+            sources=tuple(sources), deps=tuple(ctx.staged_deps()),
         )
         return ConfiguredTarget(label=ctx.label, rule=self.name, deps=tuple(ctx.deps), action=None,
                                 groups_read=frozenset(ctx.groups_read), info={"accuracy_checker": checker})

@@ -1,9 +1,12 @@
-"""`alias` (another name for a target, e.g. chosen by `select`) and `group` (a set of targets)."""
+"""`alias` (another name for a target, e.g. chosen by `select`) and `group` (a set of targets).
+
+A target depending on a group depends on each of its members: their outputs are staged in
+its sandbox, and `{{dep:GROUP}}` expands to their directories.
+"""
 
 from __future__ import annotations
 
 from ..errors import BuildFileError
-from ..loading.labels import Label
 from .base import Attr, ConfiguredTarget, Rule, RuleContext
 
 
@@ -20,8 +23,7 @@ class AliasRule(Rule):
         return values
 
     def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
-        actual = Label.parse(ctx.attrs["actual"], ctx.label.package, ctx.where("actual"))
-        target = ctx.deps[actual]
+        actual, target, _ = ctx.dep(ctx.attrs["actual"], "actual")
         return ConfiguredTarget(
             label=ctx.label, rule=self.name, deps=(actual,), action=None, outputs=target.outputs,
             output_dirs=target.output_dirs, groups_read=frozenset(ctx.groups_read),
@@ -35,4 +37,4 @@ class GroupRule(Rule):
 
     def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
         return ConfiguredTarget(label=ctx.label, rule=self.name, deps=tuple(ctx.deps), action=None,
-                                groups_read=frozenset(ctx.groups_read))
+                                groups_read=frozenset(ctx.groups_read), info={"members": ctx.staged_deps()})

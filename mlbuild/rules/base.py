@@ -12,6 +12,7 @@ Sandbox layout, fixed so keys do not depend on where the sandbox lives:
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -22,9 +23,10 @@ from ..errors import BuildFileError, Location, did_you_mean
 from ..filesystem import dataset_files, file_problem, reaches_special
 from ..loading.configs import Configuration
 from ..loading.labels import Label
+from ..loading.placeholders import PLACEHOLDER, config_groups_in, expand_config
 from ..loading.schema import (
-    ENV, PATHS, SCALAR, SCALAR_LIST, SCALAR_TEXT, TEXT, TEXT_LIST, Boolean, Field, Integer, MapOf, Number, Record, Schema,
-    PATH_HINT, path_problem,
+    ENV, PATHS, SCALAR, SCALAR_LIST, SCALAR_TEXT, TEXT, TEXT_LIST, Boolean, Field, Integer, ListOf, MapOf,
+    MappingParts, Number, OneOf, Record, Schema, Text, PATH_HINT, path_problem,
 )
 from ..loading.workspace import PACKAGES_DIR
 
@@ -47,21 +49,30 @@ def Attr(kind: str | Schema, default=None, required: bool = False, doc: str = ""
     return Field(KINDS[kind] if isinstance(kind, str) else kind, default, required, doc)
 
 
-RESOURCES = Record({
+RESOURCE_TYPES = {
     "cpus": Number(minimum=0, maximum=4096), "gpus": Integer(minimum=0, maximum=1024),
     "memory_mb": Integer(minimum=0, maximum=2**40), "exclusive": Boolean(),
-}, "a mapping of resources (cpus, gpus, memory_mb, exclusive)", fill=False, noun="resource")
+}
+_CONFIG_TEXT = Text("a {{config:GROUP}} placeholder", pattern=r".*\{\{\s*config:.*\}\}.*")
+# A resource is its type, or a {{config:GROUP}} placeholder that is checked against it once expanded.
+RESOURCES = Record({key: OneOf((str, _CONFIG_TEXT), (object, kind)) for key, kind in RESOURCE_TYPES.items()},
+                   "a mapping of resources (cpus, gpus, memory_mb, exclusive)", fill=False, noun="resource")
+# A dependency: a label, or a label built in another configuration (a transition, analysis/transitions.py).
+DEPS = ListOf(OneOf((str, TEXT), (dict, Record({
+    "target": Field(TEXT, required=True),
+    "config": Field(OneOf((str, TEXT), (list, ListOf(SCALAR_TEXT))), required=True),
+}, "a dependency in another configuration ({target: LABEL, config: VALUES})", fill=False))))
 
 COMMON_ATTRS = {
     "rule": Attr("str", required=True),
     "doc": Attr("str", ""),
     "tags": Attr(TEXT_LIST, []),
-    "deps": Attr("labels", []),
+    "deps": Attr(DEPS, []),
     "toolchains": Attr(TEXT_LIST, []),
     "configs": Attr(TEXT_LIST, [], doc="config groups the target reads besides those in select/{{config:}}"),
     "resources": Attr(RESOURCES, {}),
     "timeout": Attr(Number(minimum=0, maximum=MAX_TIMEOUT_S), None),
-    "env": Attr(ENV, {}),
+    "env": Attr(MappingParts(ENV), {}),
     "network": Attr("bool", False, doc="may reach the network (else its own empty network namespace)"),
 }
 
@@ -82,6 +93,7 @@ class ConfiguredTarget:
     alias_of: Label | None = None  # an alias: the target whose outputs this name stands for
     primary_output: str | None = None  # the file `{{dep:LABEL}}`-style references mean by default
     info: dict = field(default_factory=dict)  # facts other rules read (a bench's scenario, for compliance)
+    configuration: Configuration | None = None  # the one it was analyzed in (set by the analyzer)
 
 
 class Rule:
@@ -108,6 +120,23 @@ class Rule:
         """Check names and types; return attributes with defaults filled in."""
         return self.schema().check(attrs, location, str(label) if label else f"{self.name} target")
 
+    @functools.cached_property
+    def defaults_read_config(self) -> bool:
+        """Whether a default attribute value reads a config group (bench's scenario does)."""
+        return bool(config_groups_in([spec.default for spec in self.schema().values()]))
+
+    def config_reads(self, attrs: dict, raw_attrs, schema) -> set[str]:
+        """The groups named by `{{config:GROUP}}` in `attrs` (defaults filled in), each checked."""
+        found = set()
+        for key, value in attrs.items():
+            groups = config_groups_in(value)
+            for group in groups - set(schema.groups):
+                where = raw_attrs.where(key) if key in raw_attrs else raw_attrs.location
+                raise BuildFileError(f"{{{{config:{group}}}}}: unknown config group", where,
+                                     did_you_mean(group, schema.groups) or f"groups: {', '.join(schema.groups)}")
+            found |= groups
+        return found
+
     def toolchain_names(self, attrs: dict) -> list[str]:
         """Toolchains to resolve before `analyze`: the rule's main `toolchain` if it has one,
         those named in `toolchains`, and any a rule adds from its own attributes."""
@@ -119,26 +148,69 @@ class Rule:
 
 
 class RuleContext:
-    """What a rule sees while analyzing one target under one configuration."""
+    """What a rule sees while analyzing one target under one configuration.
 
-    _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)(?::([^}]*?))?\s*\}\}")
+    `deps` maps each dependency's graph node (a label, `LABEL@CONFIG` when built in another
+    configuration) to its configured target; rules name them by the labels their attributes
+    spell, through `dep()`. `groups_read` is final: the analyzer computed it from the
+    attributes before the rule runs.
+    """
+
+    _PLACEHOLDER = PLACEHOLDER
 
     def __init__(self, *, label, attrs, location, raw_attrs, workspace, configuration: Configuration,
-                 deps: dict, toolchains: dict, groups_read: set, schema):
+                 deps: dict, toolchains: dict, groups_read: frozenset, schema, node=None,
+                 local_names: dict | None = None):
         self.label = label
+        self.node = node or label  # this target's key in the graph
         self.attrs = attrs
         self.location = location
         self._raw = raw_attrs
         self.workspace = workspace
         self.configuration = configuration
-        self.deps = deps  # Label -> ConfiguredTarget
+        self.deps = deps  # node -> ConfiguredTarget
+        self._local = local_names if local_names is not None else {node: node for node in deps}
+        self._dep_dirs = {node: output_dir(name) for name, node in reversed(list(self._local.items()))}
         self.toolchains = toolchains  # name -> ResolvedToolchain
-        self.groups_read = groups_read
+        self.groups_read = frozenset(groups_read)
         self.schema = schema
         self.outputs: list[str] = []
         self.missing_data: str | None = None
         self._sources: dict[str, list] = {}
         self._toolchain_roots = tuple(sorted((n, t.root) for n, t in toolchains.items() if t.root))
+
+    # -- dependencies ------------------------------------------------------------------
+    def dep(self, text: str, attr: str):
+        """(node, configured target, sandbox dir) of the dependency a label in `attr` names."""
+        where = self.where(attr)
+        label = Label.parse(text, self.label.package, where)
+        node = self._local.get(label)
+        if node is None:
+            several = sorted(str(name) for name in self._local if name.package == label.package
+                             and name.name.partition("@")[0] == label.name)
+            hint = f"it is listed under several configurations: {', '.join(several)}" if several else "add it to deps"
+            raise BuildFileError(f"{label} is not in deps of {self.label}", where, hint)
+        return node, self.deps[node], self._dep_dirs[node]
+
+    def dep_dir(self, node) -> str:
+        return self._dep_dirs[node]
+
+    def staged_deps(self) -> list[tuple[str, str]]:
+        """(node, sandbox dir) of every dependency whose outputs the action reads; a group
+        stands for its members."""
+        staged: dict[str, str] = {}
+        for node, target in self.deps.items():
+            members = target.info.get("members")
+            for member, directory in (members if members is not None else [(str(node), self.dep_dir(node))]):
+                staged.setdefault(member, directory)
+        return list(staged.items())
+
+    def action_deps(self, staged: list[tuple[str, str]] | None = None) -> dict:
+        """The `deps` and `dep_dirs` fields of an Action reading `staged` (node, sandbox dir)
+        pairs: by default every dependency."""
+        staged = self.staged_deps() if staged is None else staged
+        return {"deps": tuple(node for node, _ in staged),
+                "dep_dirs": tuple((node, d) for node, d in staged if d != output_dir(node))}
 
     def where(self, attr: str) -> Location:
         return self._raw.where(attr) if attr in self._raw else self.location
@@ -219,6 +291,10 @@ class RuleContext:
     # -- environment -------------------------------------------------------------------
     def resources(self) -> Resources:
         raw = {k: v for k, v in (self.attrs.get("resources") or {}).items() if v is not None}
+        for key, value in raw.items():
+            if isinstance(value, str):  # a {{config:GROUP}} placeholder, checked once expanded
+                raw[key] = _expanded_resource(key, self.expand(value, "resources"), self.where("resources"),
+                                              str(self.label))
         return Resources(
             cpus=float(raw.get("cpus", 1)), gpus=int(raw.get("gpus", 0)),
             memory_mb=int(raw.get("memory_mb", 0)),
@@ -240,8 +316,8 @@ class RuleContext:
         }
         for toolchain in self.toolchains.values():
             env.update(toolchain.env)
-        for _source, settings in self.workspace.configs.settings_for(self.configuration, frozenset(self.groups_read)):
-            env.update(dict(settings.env))
+        for _source, settings in self.schema.settings_for(self.configuration, self.groups_read):
+            env.update({key: expand_config(value, self.configuration) for key, value in settings.env})
         env.update(extra or {})
         for key, value in (self.attrs.get("env") or {}).items():
             env[str(key)] = self.expand(str(value), "env")
@@ -307,22 +383,17 @@ class RuleContext:
             return wanted
         if kind == "dep":
             text, _, inner = arg.partition(" ")
-            label = Label.parse(text, self.label.package, where)
-            dep = self.deps.get(label)
-            if dep is None:
-                raise BuildFileError(f"{{{{dep:{arg}}}}}: {label} is not in deps of {self.label}", where, "add it to deps")
-            base = output_dir(label)
+            _node, dep, base = self.dep(text, attr)
             if inner:
                 return f"{base}/{inner.strip()}"
+            members = dep.info.get("members")
+            if members is not None:  # a group: every member's directory
+                return " ".join(directory for _, directory in members)
             items = list(dep.outputs) + list(dep.output_dirs)
             return f"{base}/{items[0]}" if len(items) == 1 else base
         if kind == "config":
-            if arg not in self.workspace.configs.groups:
-                raise BuildFileError(
-                    f"{{{{config:{arg}}}}}: unknown config group", where,
-                    did_you_mean(arg, self.workspace.configs.groups),
-                )
-            self.groups_read.add(arg)
+            if arg not in self.groups_read:  # the analyzer found every {{config:}} of the attributes
+                raise BuildFileError(f"{{{{config:{arg}}}}} is not an attribute's placeholder", where)
             return str(self.configuration[arg])
         if kind == "toolchain":
             name, _, tool = arg.partition(".")
@@ -339,6 +410,16 @@ class RuleContext:
             return next(iter(paths.values()))
         raise BuildFileError(f"unknown placeholder '{{{{{kind}}}}}'", where,
                              "placeholders: out, outdir, src, srcs, dep, config, toolchain, data_dir, sandbox")
+
+
+def _expanded_resource(key: str, text: str, where: Location, path: str):
+    """A resource spelled by an expanded placeholder, as its declared type (range included)."""
+    try:
+        value = {"true": True, "false": False}[text.lower()] if key == "exclusive" else \
+            (float(text) if key == "cpus" else int(text))
+    except (KeyError, ValueError):
+        value = text
+    return RESOURCE_TYPES[key].check(value, where, f"{path}, attribute 'resources', resource '{key}'")
 
 
 def check_relative_path(path: str, what: str, location: Location) -> None:

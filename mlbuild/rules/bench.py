@@ -157,9 +157,10 @@ class BenchRule(CommandRule):
         if not attrs["resources"]:  # a benchmark measures the machine: alone on it unless told otherwise
             resources = Resources(cpus=resources.cpus, exclusive=True)
         # The checker itself has no outputs: the action reads its script and ground truth instead.
-        extra_deps = [Label.parse(d) for d in (checker.deps if checker else ())]
-        deps = tuple(dict.fromkeys([*ctx.deps, *extra_deps]))
-        action_deps = [d for d in deps if d not in ctx.deps or "accuracy_checker" not in ctx.deps[d].info]
+        checker_deps = checker.deps if checker else ()
+        deps = tuple(dict.fromkeys([*ctx.deps, *(Label.parse(node) for node, _ in checker_deps)]))
+        action_deps = [(node, directory) for node, directory in ctx.staged_deps()
+                       if "accuracy_checker" not in ctx.deps[Label.parse(node)].info] + list(checker_deps)
         sources = [*ctx.sources(), harness, *(checker.sources if checker else ())]
         action = self.action(
             ctx, ("/bin/bash", "-c", "set -e\n" + "\n".join(lines)), [], [f"{outdir}/{mode}" for mode in modes],
@@ -171,7 +172,8 @@ class BenchRule(CommandRule):
             label=str(ctx.label), mnemonic="Bench", implementation=self.implementation,
             argv=tuple(ctx.abstract(a) for a in (*common, "--mode", foreground_mode, "--out-dir", ".",
                                                  "--result", "result.json")),
-            env=action.env, sources=action.sources, deps=action.deps, toolchains=action.toolchains,
+            env=action.env, sources=action.sources, deps=action.deps, dep_dirs=action.dep_dirs,
+            toolchains=action.toolchains,
             toolchain_roots=action.toolchain_roots,
             tags=("no-cache",), network=True, container=action.container, container_runtime=action.container_runtime,
         )
@@ -199,10 +201,9 @@ class BenchRule(CommandRule):
             raise BuildFileError(f"{ctx.label} runs in accuracy mode but names no accuracy_checker",
                                  ctx.where("modes"), "add accuracy_checker: LABEL of an accuracy_checker target, "
                                  "or set modes: [performance]")
-        label = Label.parse(text, ctx.label.package, ctx.where("accuracy_checker"))
-        target = ctx.deps.get(label)
-        checker = target.info.get("accuracy_checker") if target is not None else None
+        _node, target, _dir = ctx.dep(text, "accuracy_checker")
+        checker = target.info.get("accuracy_checker")
         if checker is None:
-            raise BuildFileError(f"accuracy_checker {label} is not an accuracy_checker target in deps of {ctx.label}",
+            raise BuildFileError(f"accuracy_checker {text} is not an accuracy_checker target in deps of {ctx.label}",
                                  ctx.where("accuracy_checker"), "add it to deps")
         return checker

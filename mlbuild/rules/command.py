@@ -37,7 +37,8 @@ class CommandRule(Rule):
             run_action = Action(
                 label=str(ctx.label), mnemonic="Run", implementation=self.implementation,
                 argv=("/bin/bash", "-c", ctx.abstract(ctx.expand(attrs["run"], "run"))),
-                env=action.env, sources=action.sources, deps=(*action.deps, str(ctx.label)),
+                env=action.env, sources=action.sources, deps=(*action.deps, str(ctx.node)),
+                dep_dirs=(*action.dep_dirs, (str(ctx.node), ctx.outdir)),
                 toolchains=action.toolchains, toolchain_roots=action.toolchain_roots, tags=("no-cache",),
                 network=True, container=action.container, container_runtime=action.container_runtime,
             )
@@ -64,7 +65,7 @@ class CommandRule(Rule):
             argv=tuple(ctx.abstract(a) for a in argv), env=ctx.action_env(env_extra),
             toolchain_roots=ctx.toolchain_roots(),
             sources=sources,
-            deps=tuple(str(d) for d in (ctx.deps if deps is None else deps)), outputs=tuple(outputs), output_dirs=tuple(output_dirs),
+            **ctx.action_deps(deps), outputs=tuple(outputs), output_dirs=tuple(output_dirs),
             toolchains=ctx.toolchain_digests(), resources=resources or ctx.resources(),
             timeout_s=ctx.attrs.get("timeout"), tags=tuple(ctx.attrs["tags"]), network=ctx.network(),
             container=image, container_runtime=runtime, **extra,

@@ -22,7 +22,7 @@ import shlex
 from ..actions import Action, Resources
 from ..errors import BuildFileError
 from ..loading.labels import Label
-from .base import Attr, ConfiguredTarget, Rule, RuleContext, output_dir
+from .base import Attr, ConfiguredTarget, Rule, RuleContext
 from .engine import support_script
 
 TESTS = {"TEST01": ("performance", "accuracy"), "TEST04": ("performance",)}  # test -> bench modes it needs
@@ -43,9 +43,8 @@ class ComplianceRule(Rule):
         if test not in TESTS:
             raise BuildFileError(f"unknown compliance test '{test}'", ctx.where("test"),
                                  f"tests: {', '.join(TESTS)} (TEST05 was retired in 2024)")
-        label = Label.parse(ctx.attrs["bench"], ctx.label.package, ctx.where("bench"))
-        bench = ctx.deps.get(label)
-        if bench is None or bench.rule != "bench":
+        label, bench, results = ctx.dep(ctx.attrs["bench"], "bench")
+        if bench.rule != "bench":
             raise BuildFileError(f"'bench' names {label}, which is not a bench target in deps of {ctx.label}",
                                  ctx.where("bench"), "add the bench to deps")
         missing = [mode for mode in TESTS[test] if mode not in bench.info["modes"]]
@@ -55,7 +54,7 @@ class ComplianceRule(Rule):
         harness_argv = bench.info["harness_argv"]
         python = harness_argv[0]
         compliance, logs = support_script("compliance.py"), support_script("mlperf_logs.py")
-        out, results = ctx.outdir, output_dir(label)
+        out = ctx.outdir
         script = "\n".join(["set -e", shlex.join([
             python, compliance[0], "audit-config", "--test", test, "--model-name", bench.info["model_name"],
             "--out", f"{out}/audit.config", *_flag("--sampling-target", ctx.attrs["sampling_target"])]), shlex.join([
@@ -64,18 +63,18 @@ class ComplianceRule(Rule):
             shlex.join([python, compliance[0], "verify", "--test", test, "--results", results, "--run", f"{out}/run",
                         "--out", f"{out}/{test}", "--run-style", bench.info["run_style"],
                         *_flag("--tolerance", ctx.attrs["tolerance"])])])
-        deps = (label, *(Label.parse(d) for d in bench.action.deps))
+        staged = [(str(label), results), *((d, bench.action.dep_dir(d)) for d in bench.action.deps)]
         action = Action(
             label=str(ctx.label), mnemonic="Compliance", implementation=self.implementation,
             argv=("/bin/bash", "-c", script), env=bench.action.env,
             sources=tuple(dict.fromkeys([*bench.action.sources, compliance, logs])),
-            deps=tuple(str(d) for d in deps), outputs=(f"{out}/audit.config",), output_dirs=(f"{out}/{test}",),
+            **ctx.action_deps(staged), outputs=(f"{out}/audit.config",), output_dirs=(f"{out}/{test}",),
             toolchains=bench.action.toolchains, toolchain_roots=bench.action.toolchain_roots,
             resources=Resources(cpus=bench.action.resources.cpus, exclusive=True),
             timeout_s=ctx.attrs.get("timeout"), tags=tuple(ctx.attrs["tags"]),
         )
         return ConfiguredTarget(
-            label=ctx.label, rule=self.name, deps=tuple(dict.fromkeys(deps)), action=action,
+            label=ctx.label, rule=self.name, deps=tuple(dict.fromkeys(Label.parse(d) for d, _ in staged)), action=action,
             outputs=("audit.config",), output_dirs=(test,), is_test=True, groups_read=frozenset(ctx.groups_read),
             info={"compliance_test": test, "bench": str(label), "scenario": bench.info["scenario"]},
         )

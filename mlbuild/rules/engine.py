@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BuildFileError
-from ..loading.labels import Label
 from ..loading.schema import SCALAR_TEXT, Integer
 from ..toolchains.host import cpu_features
-from .base import Attr, ConfiguredTarget, RuleContext, output_dir
+from .base import Attr, ConfiguredTarget, RuleContext
 from .command import CommandRule
 
 SUPPORT_DIR = Path(__file__).parent / "support"
@@ -32,17 +31,13 @@ def dep_file(ctx: RuleContext, attr: str) -> str:
     """Resolve a `LABEL [FILE]` attribute to a sandbox path; the label must be a dep."""
     text = str(ctx.attrs[attr])
     label_text, _, inner = text.partition(" ")
-    label = Label.parse(label_text, ctx.label.package, ctx.where(attr))
-    target = ctx.deps.get(label)
-    if target is None:
-        raise BuildFileError(f"'{attr}' names {label}, which is not in deps of {ctx.label}", ctx.where(attr),
-                             "add it to deps")
+    _node, target, directory = ctx.dep(label_text, attr)
     if inner:
-        return f"{output_dir(label)}/{inner.strip()}"
+        return f"{directory}/{inner.strip()}"
     primary = target.primary_output or (target.outputs[0] if len(target.outputs) == 1 else None)
     if primary is None:
-        raise BuildFileError(f"{label} has several outputs; name one: '{label_text} FILE'", ctx.where(attr))
-    return f"{output_dir(label)}/{primary}"
+        raise BuildFileError(f"{label_text} has several outputs; name one: '{label_text} FILE'", ctx.where(attr))
+    return f"{directory}/{primary}"
 
 
 class EngineRule(CommandRule):

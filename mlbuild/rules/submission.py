@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from ..errors import BuildFileError
 from ..loading.labels import Label
-from .base import Attr, ConfiguredTarget, RuleContext, output_dir
+from .base import Attr, ConfiguredTarget, RuleContext
 from .command import CommandRule
 from .engine import support_script
 
@@ -87,7 +87,7 @@ class SubmissionRule(CommandRule):
                                  ctx.where("measurements"))
         results, benches = {}, {}
         for scenario, text in attrs["results"].items():
-            bench = self._dep(ctx, "results", text, "bench")
+            node, bench, bench_dir = self._dep(ctx, "results", text, "bench")
             if bench.info["scenario"] != scenario:
                 raise BuildFileError(f"results: {bench.label} runs {bench.info['scenario']}, listed as {scenario}",
                                      ctx.where("results"))
@@ -98,17 +98,17 @@ class SubmissionRule(CommandRule):
                 raise BuildFileError(
                     f"{bench.label} runs in run style '{bench.info['run_style']}', which is not valid for submission: "
                     "the closed division refuses it", ctx.where("division"), "build with --config=run_style=valid")
-            benches[str(bench.label)] = scenario
-            results[scenario] = {"bench": str(bench.label), "bench_dir": output_dir(bench.label), "compliance": {},
+            benches[str(node)] = scenario
+            results[scenario] = {"bench": str(node), "bench_dir": bench_dir, "compliance": {},
                                  "accuracy_target": round(100 * (bench.info["accuracy_threshold"] or 0), 4)}
         for text in attrs["compliance"]:
-            test = self._dep(ctx, "compliance", text, "compliance")
+            _node, test, test_dir = self._dep(ctx, "compliance", text, "compliance")
             scenario = benches.get(test.info["bench"])
             if scenario is None:
                 raise BuildFileError(f"compliance: {test.label} tests {test.info['bench']}, which is not in results",
                                      ctx.where("compliance"))
             name = test.info["compliance_test"]
-            results[scenario]["compliance"][name] = f"{output_dir(test.label)}/{name}"
+            results[scenario]["compliance"][name] = f"{test_dir}/{name}"
         spec = {
             "label": str(ctx.label), "division": attrs["division"], "submitter": attrs["submitter"],
             "status": attrs["status"], "category": attrs["category"], "system_id": attrs["system"],
@@ -133,10 +133,10 @@ class SubmissionRule(CommandRule):
         )
 
     @staticmethod
-    def _dep(ctx: RuleContext, attr: str, text: str, rule: str) -> ConfiguredTarget:
-        label = Label.parse(str(text), ctx.label.package, ctx.where(attr))
-        target = ctx.deps.get(label)
-        if target is None or target.rule != rule:
-            raise BuildFileError(f"{attr}: {label} is not a {rule} target in deps of {ctx.label}", ctx.where(attr),
+    def _dep(ctx: RuleContext, attr: str, text: str, rule: str):
+        """(node, configured target, sandbox dir) of a dependency that must be a `rule` target."""
+        node, target, directory = ctx.dep(str(text), attr)
+        if target.rule != rule:
+            raise BuildFileError(f"{attr}: {text} is not a {rule} target in deps of {ctx.label}", ctx.where(attr),
                                  "add it to deps")
-        return target
+        return node, target, directory

@@ -191,7 +191,10 @@ def test_combination_settings_apply_only_when_all_values_hold(schema):
             env.update(settings.env)
         return env
 
-    assert env_for(["gpu_sim", "int8"], {"device"}) == {"SIM": "1", "TRT_INT8": "1"}
+    assert env_for(["gpu_sim", "int8"], {"device", "precision"}) == {"SIM": "1", "TRT_INT8": "1"}
+    # A target reading only one of the combination's groups does not get its env: its key
+    # must not change with the group it does not read (the trimming bug of issue 7).
+    assert env_for(["gpu_sim", "int8"], {"device"}) == {"SIM": "1"}
     assert env_for(["gpu_sim"], {"device"}) == {"SIM": "1"}
     assert env_for(["int8"], {"precision"}) == {}
     # A target that reads neither group gets nothing from them.
@@ -366,20 +369,204 @@ def test_select_without_match_or_default_is_an_error(tmp_path, schema):
         _select(tmp_path, body, schema, [])
 
 
-def test_select_nested_in_lists_and_on_parametric_values(tmp_path, schema):
+def test_select_in_a_list_is_a_conditional_part_spliced_in(tmp_path, schema):
     body = """\
     value:
       - always
       - select:
-          batch_size=8: [eight]
-          default: [any]
+          batch_size=8: [eight, more]
+          batch_size=16: sixteen
+          default: []
     """
-    assert _select(tmp_path, body, schema, ["batch_size=8"])[0] == ["always", ["eight"]]
+    assert _select(tmp_path, body, schema, ["batch_size=8"])[0] == ["always", "eight", "more"]
+    assert _select(tmp_path, body, schema, ["batch_size=16"])[0] == ["always", "sixteen"]
     value, groups_read = _select(tmp_path, body, schema, [])
-    assert value == ["always", ["any"]] and groups_read == {"batch_size"}
+    assert value == ["always"] and groups_read == {"batch_size"}
 
 
 def test_select_with_unknown_condition_is_an_error(tmp_path, schema):
     body = "value:\n  select:\n    device=tpu: x\n    default: y\n"
     with pytest.raises(BuildFileError, match="unknown value 'tpu'"):
         _select(tmp_path, body, schema, [])
+
+
+# -- the rest of CM's variation language (issue 7) ---------------------------------------------
+
+CM = """\
+workspace: {name: t}
+config:
+  framework:
+    default: onnxruntime
+    values:
+      onnxruntime: {env: {CM_MLPERF_BACKEND: onnxruntime}}
+      tf: {env: {CM_MLPERF_BACKEND: tf}}
+      tensorflow: {alias: tf}
+  precision:
+    default: fp32
+    values: {fp32: {}, int8: {}, quantized: {alias: int8}}
+  model:
+    default: resnet50
+    values:
+      resnet50: {}
+      retinanet: {forces: [batch_size=1], defaults: [dataset=openimages]}
+      bert-99: {defaults: [precision=int8]}
+  dataset: {default: imagenet, values: {imagenet: {}, openimages: {}}}
+  batch_size:
+    type: int
+    default: 8
+    env: {CM_MLPERF_LOADGEN_MAX_BATCHSIZE: "{{config:batch_size}}"}
+  threads: {type: int, default: 4}
+  device:
+    default: cpu
+    values:
+      cpu: {}
+      cuda: {env: {CUDA_THREADS: "{{config:threads}}"}, forces: [dataset=imagenet]}
+"""
+
+
+@pytest.fixture
+def cm(tmp_path):
+    return load(tmp_path, CM).configs
+
+
+def test_aliases_stand_for_their_value_everywhere(cm):
+    assert cm.resolve(["tensorflow"])["framework"] == "tf"
+    assert cm.resolve(["framework=tensorflow"])["framework"] == "tf"
+    assert cm.resolve(["precision=quantized"]) == cm.resolve(["int8"])
+
+
+def test_a_force_wins_over_what_was_asked(cm):
+    config = cm.resolve(["retinanet", "batch_size=32"])
+    assert config["batch_size"] == 1
+    assert dict(config.origins)["batch_size"] == "forced by model=retinanet (32 asked)"
+
+
+def test_a_default_override_changes_only_the_default(cm):
+    assert cm.resolve(["retinanet"])["dataset"] == "openimages"
+    assert dict(cm.resolve(["retinanet"]).origins)["dataset"] == "default override by model=retinanet"
+    assert cm.resolve(["retinanet", "imagenet"])["dataset"] == "imagenet"
+    assert cm.resolve(["bert-99"])["precision"] == "int8"
+    assert cm.resolve(["bert-99", "fp32"])["precision"] == "fp32"
+
+
+def test_contradictory_forces_name_both(tmp_path):
+    text = CM.replace("cuda: {env: {CUDA_THREADS: \"{{config:threads}}\"}, forces: [dataset=imagenet]}",
+                      "cuda: {forces: [batch_size=2]}")
+    schema = load(tmp_path, text).configs
+    with pytest.raises(BuildFileError) as info:
+        schema.resolve(["retinanet", "cuda"])
+    text = str(info.value)
+    assert "contradictory forces" in text and "model=retinanet" in text and "device=cuda" in text
+
+
+def test_origins_say_where_each_value_came_from(cm, tmp_path):
+    config = cm.resolve(["retinanet", "tensorflow"])
+    origins = dict(config.origins)
+    assert origins["framework"] == "command line" and origins["precision"] == "default"
+    assert origins["dataset"].startswith("default override")
+
+
+def test_parametric_and_value_env_expand_config_placeholders(workspace):
+    mlb = workspace({"BUILD.yaml": CM, "targets/e/BUILD.yaml": """\
+e: {rule: command, configs: [batch_size, device], outs: [o.txt], cmd: 'echo "$CM_MLPERF_LOADGEN_MAX_BATCHSIZE $CUDA_THREADS" > {{out}}'}
+"""})
+    mlb.ok("build", "//e:e", "--config=batch_size=16,cuda,threads=3")
+    assert mlb.out("batch_size=16,cuda,threads=3", "//e:e", "o.txt").read_text() == "16 3\n"
+    # Reading `device` reads `threads` through cuda's env: the target's key follows it.
+    mlb.ok("build", "//e:e", "--config=batch_size=16,cuda,threads=5")
+    assert mlb.out("batch_size=16,cuda,threads=5", "//e:e", "o.txt").read_text() == "16 5\n"
+
+
+def test_env_assembled_from_a_fixed_and_a_conditional_part(workspace):
+    mlb = workspace({"BUILD.yaml": CM, "targets/e/BUILD.yaml": """\
+e:
+  rule: command
+  outs: [o.txt]
+  env:
+    - {A: fixed}
+    - select: {device=cuda: {B: gpu}, default: {}}
+  cmd: 'echo "$A ${B:-none}" > {{out}}'
+"""})
+    mlb.ok("build", "//e:e")
+    mlb.ok("build", "//e:e", "--config=cuda")
+    assert mlb.out("", "//e:e", "o.txt").read_text() == "fixed none\n"
+    assert mlb.out("cuda", "//e:e", "o.txt").read_text() == "fixed gpu\n"
+
+
+@pytest.mark.parametrize("tokens, expected", [
+    ([], "cpu"), (["cuda"], "not-cpu"), (["tf"], "tf-or-int8"), (["int8"], "tf-or-int8"),
+    (["tf", "cuda"], "tf-on-gpu"), (["tensorflow", "int8", "cuda"], "tf-on-gpu"),
+])
+def test_select_or_and_not(tmp_path, cm, tokens, expected):
+    body = """\
+    value:
+      select:
+        device=cpu,framework=onnxruntime,precision=fp32: cpu
+        device!=cpu: not-cpu
+        framework=tf,precision=fp32,device=cpu: tf-or-int8
+        precision=int8,framework=onnxruntime|tf,device=cpu: tf-or-int8
+        framework=tensorflow,device=cuda: tf-on-gpu
+        default: cpu
+    """
+    assert _select(tmp_path, body, cm, tokens)[0] == expected
+
+
+def test_select_not_on_a_parametric_group(tmp_path, cm):
+    body = "value:\n  select:\n    batch_size!=1: batched\n    batch_size=1: single\n"
+    assert _select(tmp_path, body, cm, ["batch_size=4"])[0] == "batched"
+    assert _select(tmp_path, body, cm, ["batch_size=1"])[0] == "single"
+
+
+@pytest.mark.parametrize("body, message", [
+    ("device=cpu: a\n    device!=cuda: b\n", "are equivalent"),
+    ("framework=tf|onnxruntime: a\n    device=cpu: b\n", "neither is more specific"),
+])
+def test_select_ties_name_both_branches(tmp_path, cm, body, message):
+    with pytest.raises(BuildFileError) as info:
+        _select(tmp_path, "value:\n  select:\n    " + body, cm, [])
+    text = str(info.value)
+    assert message in text and text.startswith("attr.yaml:4:")  # at the second of the two
+    first, second = (line.split(":")[0] for line in body.strip().splitlines())
+    assert f"'{first.strip()}'" in text and f"'{second.strip()}'" in text
+
+
+@pytest.mark.parametrize("condition, message", [
+    ("device=cpu|tpu", "unknown value 'tpu'"),
+    ("device!=gpu", "unknown value 'gpu'"),
+    ("cpu|tf", "mixes values of config groups device, framework"),
+    ("device=cpu,device=cuda", "can never hold"),
+])
+def test_bad_select_conditions_are_located_errors(tmp_path, cm, condition, message):
+    with pytest.raises(BuildFileError, match=message) as info:
+        _select(tmp_path, f"value:\n  select:\n    {condition}: x\n    default: y\n", cm, [])
+    assert str(info.value).startswith("attr.yaml:3:5")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("quantized: {alias: int8}", "quantized: {alias: int4}", "points to 'int4', which is not one of its values"),
+    ("quantized: {alias: int8}", "cuda: {alias: int8}", "collides with a value of config group 'device'"),
+    ("quantized: {alias: int8}", "quantized: {alias: int8, env: {}}", "unknown key 'env' in alias"),
+    ("forces: [batch_size=1]", "forces: [batch_size=one]", "takes a int"),
+    ("defaults: [dataset=openimages]", "defaults: [dataset=coco]", "unknown value 'coco'"),
+    ("\"{{config:batch_size}}\"", "\"{{config:batchsize}}\"", "did you mean 'batch_size'"),
+])
+def test_bad_cm_declarations_are_located_errors(tmp_path, old, new, message):
+    assert old in CM
+    with pytest.raises(BuildFileError, match=message) as info:
+        load(tmp_path, CM.replace(old, new))
+    assert str(info.value).startswith("BUILD.yaml:")
+    assert str(info.value).split(":")[1] != "None"
+
+
+def test_config_list_and_show(workspace):
+    mlb = workspace({"BUILD.yaml": CM, "targets/e/BUILD.yaml": ""})
+    listing = mlb.ok("config", "list").stdout
+    assert "  tf  (alias tensorflow; env CM_MLPERF_BACKEND=tf)" in listing
+    assert "  retinanet  (forces batch_size=1; defaults dataset=openimages)" in listing
+    assert "  env CM_MLPERF_LOADGEN_MAX_BATCHSIZE={{config:batch_size}}" in listing
+    shown = mlb.ok("config", "show", "--config=retinanet,tensorflow,batch_size=4").stdout.splitlines()
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in shown[1:]}
+    assert rows["framework"] == ["tf", "command line"]
+    assert rows["batch_size"] == ["1", "forced by model=retinanet (4 asked)"]
+    assert rows["dataset"] == ["openimages", "default override by model=retinanet"]
+    assert rows["precision"] == ["fp32", "default"]
