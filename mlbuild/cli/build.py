@@ -25,9 +25,16 @@ from .session import Session, config_tokens
 
 
 def _start(ctx, targets, kwargs):
-    session = Session(ctx.obj, kwargs["configs"], kwargs.get("distdirs") or ())
-    labels, graph = session.analyze(list(targets))
-    return session, labels, graph
+    session = Session(ctx.obj, kwargs["configs"], kwargs.get("distdirs") or (), kwargs.get("sweeps") or ())
+    requests, graph = session.analyze(list(targets))
+    return session, requests, graph
+
+
+def sweep_option(f):
+    return click.option(
+        "--sweep", "sweeps", multiple=True, metavar="GROUP=V1,V2",
+        help="Also build in each of these values (repeatable: the matrix of all); one build, shared actions once.",
+    )(f)
 
 
 def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
@@ -81,12 +88,14 @@ def _without_tests(graph):
 @cli.command()
 @click.argument("targets", nargs=-1, required=True, shell_complete=complete_labels)
 @build_options
+@sweep_option
 @click.pass_context
 def build(ctx, targets, **kwargs):
     """Build TARGETS (labels or patterns like //pkg/... and //...)."""
     start = time.monotonic()
     root = find_workspace_root(Path(ctx.obj.workspace or ".").resolve())
-    request = ["build", sorted(targets), config_tokens(kwargs["configs"]), str(ctx.obj.cache_root())]
+    request = ["build", sorted(targets), config_tokens(kwargs["configs"]), str(ctx.obj.cache_root()),
+               list(kwargs["sweeps"])]
     recorded = noop.check(root, request)
     if recorded is not None:
         targets_count, output_root = recorded
@@ -94,7 +103,7 @@ def build(ctx, targets, **kwargs):
         click.echo(summary_text(targets=targets_count, executed=0, up_to_date=targets_count, hits=0, remote=0,
                                 failed=0, skipped=0, wall_s=time.monotonic() - start), err=True)
         return
-    session, labels, graph = _start(ctx, targets, kwargs)
+    session, _requests, graph = _start(ctx, targets, kwargs)
     graph = _without_tests(graph)
     builder, summary = _run_build(session, graph, kwargs)
     if not summary.ok:
@@ -111,23 +120,25 @@ def build(ctx, targets, **kwargs):
 @click.pass_context
 def run(ctx, target, **kwargs):
     """Build TARGET, then run it in the foreground with its output streamed."""
-    session, labels, graph = _start(ctx, [target], kwargs)
-    configured = graph[labels[0]]
+    session, requests, graph = _start(ctx, [target], kwargs)
+    node = requests[0].node
+    configured = graph[node]
     action = configured.run_action
     if action is None:
-        raise NothingToDoError(f"{labels[0]} has nothing to run",
+        raise NothingToDoError(f"{node} has nothing to run",
                                hint="give a command target a 'run' attribute, or run a bench target")
-    runnable = {label: t for label, t in graph.items() if label != labels[0] or not configured.is_test}
+    runnable = {label: t for label, t in graph.items() if label != node or not configured.is_test}
     builder, summary = _run_build(session, runnable, kwargs)
     if not summary.ok:
         sys.exit(EXIT_BUILD_FAILED)
-    click.echo(f"running {labels[0]} ...", err=True)
+    click.echo(f"running {node} ...", err=True)
     sys.exit(builder.run_foreground(action))
 
 
 @cli.command()
 @click.argument("targets", nargs=-1, required=True, shell_complete=complete_labels)
 @build_options
+@sweep_option
 @click.option("--no-cache-test-results", is_flag=True, help="Run tests even when a cached pass exists.")
 @click.option("--results-json", metavar="FILE", help="Write the test results as JSON.")
 @click.option("--junit-xml", metavar="FILE", help="Write the test results as JUnit XML (one testcase per target).")
@@ -136,13 +147,14 @@ def run(ctx, target, **kwargs):
 @click.pass_context
 def test(ctx, targets, no_cache_test_results, results_json, junit_xml, report, **kwargs):
     """Build and run the test and benchmark targets among TARGETS."""
-    session, labels, graph = _start(ctx, targets, kwargs)
-    tests = {label for label in labels if graph[label].is_test}
-    if not tests:
+    session, requests, graph = _start(ctx, targets, kwargs)
+    requests = [request for request in requests if graph[request.node].is_test]
+    if not requests:
         raise NothingToDoError(f"no test or bench targets in {' '.join(targets)}")
+    tests = {request.node for request in requests}
     builder, summary = _run_build(session, graph, kwargs, tests=tests,
                                   force=tests if no_cache_test_results else None)
-    rows = test_rows(session, graph, tests, summary)
+    rows = test_rows(requests, summary)
     click.echo(format_table(rows))
     if results_json:
         Path(results_json).write_text(json.dumps(rows, indent=2) + "\n")
@@ -159,15 +171,18 @@ def test(ctx, targets, no_cache_test_results, results_json, junit_xml, report, *
         sys.exit(EXIT_BUILD_FAILED)
 
 
-def test_rows(session, graph, tests, summary) -> list[dict]:
+def test_rows(requests, summary) -> list[dict]:
+    """One row per (target, configuration); a sweep point that shares a test's node (it reads
+    none of the swept groups) reports that one run."""
     rows = []
-    for label in sorted(tests):
-        outcome = summary.outcomes[label]
+    for request in sorted(requests, key=lambda r: r.label):  # stable: the matrix order within a target
+        outcome = summary.outcomes[request.node]
         result = outcome.result
         passed = outcome.status not in (Status.TEST_FAILED, Status.FAILED, Status.SKIPPED)
         verdict = ("PASSED" if passed else "NO STATUS" if outcome.status == Status.SKIPPED else "FAILED")
         row = {
-            "target": str(label), "config": session.configuration.describe(), "verdict": verdict,
+            "target": str(request.label), "config": request.configuration.describe(),
+            "config_name": request.configuration.name, "verdict": verdict,
             "cached": outcome.status.cached,
             "duration_s": result.duration_s if result else None,
         }
@@ -180,8 +195,9 @@ def test_rows(session, graph, tests, summary) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    columns = ["target", "verdict", "scenario", "samples_per_second", "latency_p90_ms", "latency_p99_ms",
-               "time_to_train_s", "epochs", "accuracy", "duration_s"]
+    several = len({r["config_name"] for r in rows if "config_name" in r}) > 1
+    columns = ["target", *(["config_name"] if several else []), "verdict", "scenario", "samples_per_second",
+               "latency_p90_ms", "latency_p99_ms", "time_to_train_s", "epochs", "accuracy", "duration_s"]
     present = [c for c in columns if any(r.get(c) is not None for r in rows)]
     cells = [[_cell(r, c) for c in present] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(present)]

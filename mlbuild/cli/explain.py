@@ -25,8 +25,8 @@ from .session import Session
 def explain(ctx, target, configs):
     """Say which key component changed for TARGET."""
     session = Session(ctx.obj, configs)
-    labels, graph = session.analyze([target])
-    label = labels[0]
+    requests, graph = session.analyze([target])
+    label = requests[0].node
     if graph[label].action is None:
         raise NothingToDoError(f"{label} declares no action")
     action = graph[label].action

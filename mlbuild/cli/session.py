@@ -12,6 +12,8 @@ from ..analysis.analyzer import Analyzer
 from ..errors import NothingToDoError
 from ..execution.builder import BuildOptions, Builder
 from ..execution.executors import BUILTIN_EXECUTORS
+from ..loading.configs import Configuration
+from ..loading.labels import Label
 from ..loading.workspace import Workspace, find_workspace_root
 from ..rules import EXECUTORS
 from ..storage.local import LocalCache, default_cache_dir
@@ -37,31 +39,50 @@ def log(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+@dataclass(frozen=True)
+class Request:
+    """A requested target in one configuration, and its node in the analyzed graph."""
+
+    label: Label
+    configuration: Configuration
+    node: Label
+
+
 class Session:
-    def __init__(self, options: GlobalOptions, configs: tuple[str, ...] = (), distdirs=()):
+    def __init__(self, options: GlobalOptions, configs: tuple[str, ...] = (), distdirs=(),
+                 sweeps: tuple[str, ...] = ()):
         self.options = options
         start = Path(options.workspace) if options.workspace else Path.cwd()
         self.workspace = Workspace(find_workspace_root(start.resolve()))
         self.cache = LocalCache(options.cache_root())
         self._config_tokens = config_tokens(configs)
+        self._sweeps = list(sweeps)
         self.distdirs = resolve_distdirs(distdirs, self.workspace)
         self.toolchains = ToolchainRegistry(self.workspace.toolchain_decls, self.cache.root, log,
                                             distdirs=self.distdirs)
 
     @functools.cached_property
-    def configuration(self):
-        """Resolved on first use: `config list` and `cache` commands work without a valid one."""
-        return self.workspace.configs.resolve(self._config_tokens)
+    def configurations(self) -> list:
+        """Every point of the --sweep matrix, resolved on first use (`config list` and `cache`
+        commands work without a valid one); the first is the primary one (plain labels)."""
+        return self.workspace.configs.matrix(self._config_tokens, self._sweeps)
 
-    def analyze(self, patterns: list[str]):
-        """Expand patterns and analyze them with their dependencies: (requested labels, graph)."""
+    @property
+    def configuration(self):
+        return self.configurations[0]
+
+    def analyze(self, patterns: list[str]) -> tuple[list[Request], dict]:
+        """Expand patterns and analyze them, with their dependencies, in every configuration:
+        (one request per target and configuration, the graph holding them all)."""
         labels = self.workspace.expand(patterns)
         if not labels:
             raise NothingToDoError(f"no targets match {' '.join(patterns)}",
                                    hint="targets tagged 'manual' are only built when named")
-        graph = Analyzer(self.workspace, self.configuration, self.toolchains).analyze(labels)
+        analyzer = Analyzer(self.workspace, self.configuration, self.toolchains)
+        requests = [Request(label, configuration, node) for configuration in self.configurations
+                    for label, node in zip(labels, analyzer.nodes(labels, configuration))]
         self.workspace.save_caches()
-        return labels, graph
+        return requests, analyzer.targets
 
     def builder(self, build_options: BuildOptions, progress, remote=None, observers=()) -> Builder:
         return Builder(self.workspace, self.cache, self.configuration, remote=remote, progress=progress,

@@ -20,6 +20,7 @@ anything runs.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -296,6 +297,26 @@ class ConfigSchema:
         explicit = self._choices(tokens, where)
         base = {g.name: (g.default, "default") for g in self.groups.values() if g.default is not None}
         return self._settle(base, explicit, where)
+
+    def matrix(self, tokens: list[str], sweeps: list[str]) -> list[Configuration]:
+        """`--config` tokens crossed with each `--sweep GROUP=V1,V2`: one configuration per point,
+        in the order the values were given (the first is the build's primary configuration)."""
+        where = Location("--sweep")
+        chosen = {group for group, _ in self.refs(tokens, Location("--config"))}
+        axes: dict[str, list[str]] = {}
+        for text in sweeps:
+            group_name, sep, raw = text.partition("=")
+            if not sep:
+                raise BuildFileError(f"--sweep {text}: expected GROUP=V1,V2", where, "e.g. --sweep precision=fp32,int8")
+            group = self.group(group_name.strip(), where)
+            values = list(dict.fromkeys(group.coerce(v.strip(), where) for v in raw.split(",") if v.strip()))
+            if not values:
+                raise BuildFileError(f"--sweep {text} lists no values", where, f"e.g. --sweep {group.name}=A,B")
+            if group.name in axes or group.name in chosen:
+                raise BuildFileError(f"group '{group.name}' is swept twice, or both swept and set by --config",
+                                     where, "a group is either chosen or swept, once")
+            axes[group.name] = [f"{group.name}={value}" for value in values]
+        return [self.resolve([*tokens, *point]) for point in itertools.product(*axes.values())]
 
     def transition(self, configuration: Configuration, refs: tuple[Ref, ...], where: Location) -> Configuration:
         """`configuration` with the groups in `refs` set as if chosen, their implications,

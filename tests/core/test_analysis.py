@@ -45,7 +45,7 @@ def test_a_rule_default_that_reads_a_group_counts(workspace):
     Server value requires is resolved (and missing here) before anything runs."""
     root = ROOT.replace("Server: {}", "Server: {toolchains: [nothere]}")
     mlb = workspace({"BUILD.yaml": root, "targets/b/BUILD.yaml": """\
-bench: {rule: bench, engine: ":e", dataset: ":d x.npz", toolchain: python, deps: [":e", ":d"]}
+bench: {rule: bench, engine: ":e", dataset: ":d x.npz", toolchain: python, model_name: resnet50, run_style: test, modes: [performance], deps: [":e", ":d"]}
 e: {rule: command, outs: [m.onnx], cmd: "touch {{out}}"}
 d: {rule: command, outs: [x.npz], cmd: "touch {{out}}"}
 """, "toolchains/host.yaml": "python: {kind: python}\nnothere: {kind: tool, binary: mlbuild-test-no-such-tool}\n"})

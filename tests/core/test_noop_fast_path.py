@@ -27,13 +27,13 @@ def mlb(workspace):
 def analyses(monkeypatch):
     """How many times the analyzer ran."""
     calls = []
-    real = Analyzer.analyze
+    real = Analyzer.nodes
 
-    def spy(self, labels):
+    def spy(self, labels, configuration=None):
         calls.append(labels)
-        return real(self, labels)
+        return real(self, labels, configuration)
 
-    monkeypatch.setattr(Analyzer, "analyze", spy)
+    monkeypatch.setattr(Analyzer, "nodes", spy)
     return calls
 
 
