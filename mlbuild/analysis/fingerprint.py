@@ -52,15 +52,16 @@ def fingerprints(workspace, graph: dict, stat_cache: StatCache | None = None) ->
                 stack.extend(missing)
                 continue
             stack.pop()
-            result[node] = _fingerprint(workspace, graph[node], result, stat_cache)
+            result[node] = digest_bytes(canonical_encoding(static_components(workspace, graph[node], result,
+                                                                             stat_cache)))
     return result
 
 
-def _fingerprint(workspace, target, known: dict, stat_cache: StatCache) -> str:
+def static_components(workspace, target, known: dict, stat_cache: StatCache) -> dict:
+    """The key content of `target` with each dependency's outputs replaced by the dependency's
+    fingerprint (in `known`): what `explain --against-config` compares."""
     if target.action is None:
-        body = {"rule": target.rule, "deps": sorted((str(dep), known[dep]) for dep in target.deps)}
-    else:
-        inputs = [Input(path, stat_cache.digest(workspace.root / relative)) for path, relative in target.action.sources]
-        inputs += [Input(f"dep:{target.action.dep_dir(dep)}", known[Label.parse(dep)]) for dep in target.action.deps]
-        body = target.action.key_components(inputs)
-    return digest_bytes(canonical_encoding(body))
+        return {"rule": target.rule, "deps": sorted((str(dep), known[dep]) for dep in target.deps)}
+    inputs = [Input(path, stat_cache.digest(workspace.root / relative)) for path, relative in target.action.sources]
+    inputs += [Input(f"dep:{target.action.dep_dir(dep)}", known[Label.parse(dep)]) for dep in target.action.deps]
+    return target.action.key_components(inputs)

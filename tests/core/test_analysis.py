@@ -103,3 +103,20 @@ def test_a_chain_1500_deep_analyzes_and_fingerprints(tmp_path):
     assert len(graph) == depth
     prints = fingerprints(workspace, graph)
     assert len(set(prints.values())) == depth  # each link's print covers the chain below it
+
+
+def test_explain_against_config_names_what_differs_down_the_graph(workspace):
+    mlb = workspace({"BUILD.yaml": ROOT, "targets/p/BUILD.yaml": """\
+data: {rule: command, outs: [d.txt], cmd: "echo data > {{out}}"}
+model: {rule: command, deps: [":data"], outs: [m.txt], cmd: "cat {{dep::data}} > {{out}}; echo {{config:framework}} >> {{out}}"}
+check: {rule: command, deps: [":model"], configs: [device], outs: [c.txt], cmd: "cat {{dep::model}} > {{out}}"}
+"""})
+    text = mlb.ok("explain", "//p:check", "--config=tf", "--against-config=ort,cuda").stdout
+    lines = text.splitlines()
+    assert lines[0] == "//p:check: key differs between --config=tf and --config=ort,cuda:"
+    assert any(line.startswith("  input changed: dep:out/p/model (") for line in lines[1:3])
+    assert "//p:model (a dependency): key differs" in text and "echo tf >>" in text and "echo ort >>" in text
+    assert "env variable added: DEV" in text  # check reads device: cuda's env reaches it
+    same = mlb.ok("explain", "//p:data", "--config=tf", "--against-config=cuda").stdout
+    assert "the same key" in same and "(device, framework)" in same
+    assert not (mlb.root / "mlbuild-out").exists()  # nothing was built to answer
