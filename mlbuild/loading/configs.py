@@ -333,7 +333,7 @@ class ConfigSchema:
         origins = {g: o for g, (_, o) in base.items()}
         for group, (value, origin) in explicit.items():
             values[group], origins[group] = value, origin
-        forced: dict[str, tuple[object, str]] = {}
+        forced: dict[str, tuple[object, str, Location | None]] = {}
         implied: dict[str, tuple[object, str]] = {}
         redefaulted: dict[str, tuple[object, str]] = {}
         changed = True
@@ -342,14 +342,16 @@ class ConfigSchema:
             for settings, source in self._active_settings(values):
                 for group, value in settings.forces:
                     if group in forced:
-                        if forced[group][0] != value:
+                        first_value, first_source, first_at = forced[group]
+                        if first_value != value:
                             raise BuildFileError(
-                                f"contradictory forces: '{forced[group][1]}' forces {group}={forced[group][0]}, "
+                                f"contradictory forces: '{first_source}' forces {group}={first_value}, "
                                 f"'{source}' forces {group}={value}", where,
-                                "they cannot both hold; declare them incompatible or drop one from --config",
+                                f"they cannot both hold (declared at {first_at} and {settings.location}); "
+                                "declare them incompatible, or drop one from --config",
                             )
                         continue
-                    forced[group] = (value, source)
+                    forced[group] = (value, source, settings.location)
                     if values.get(group) != value:
                         asked = f" ({values[group]} asked)" if group in explicit else ""
                         values[group], origins[group] = value, f"forced by {source}{asked}"
