@@ -159,8 +159,9 @@ class BenchRule(CommandRule):
         # The checker itself has no outputs: the action reads its script and ground truth instead.
         checker_deps = checker.deps if checker else ()
         deps = tuple(dict.fromkeys([*ctx.deps, *(Label.parse(node) for node, _ in checker_deps)]))
+        checkers = {str(node) for node, target in ctx.deps.items() if "accuracy_checker" in target.info}
         action_deps = [(node, directory) for node, directory in ctx.staged_deps()
-                       if "accuracy_checker" not in ctx.deps[Label.parse(node)].info] + list(checker_deps)
+                       if node not in checkers] + list(checker_deps)
         sources = [*ctx.sources(), harness, *(checker.sources if checker else ())]
         action = self.action(
             ctx, ("/bin/bash", "-c", "set -e\n" + "\n".join(lines)), [], [f"{outdir}/{mode}" for mode in modes],
