@@ -123,7 +123,7 @@ class Rule:
     @functools.cached_property
     def defaults_read_config(self) -> bool:
         """Whether a default attribute value reads a config group (bench's scenario does)."""
-        return bool(config_groups_in([spec.default for spec in self.schema().values()]))
+        return bool(config_groups_in([spec.default for spec in self.schema().fields.values()]))
 
     def config_reads(self, attrs: dict, raw_attrs, schema) -> set[str]:
         """The groups named by `{{config:GROUP}}` in `attrs` (defaults filled in), each checked."""
