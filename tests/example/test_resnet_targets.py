@@ -8,7 +8,7 @@ ImageNet preprocessing of a small JPEG folder, engine, and the bench under the r
 
 The offline `run` that fails at the download is a module fixture (`offline_run`), since the
 distdir run reuses what it preprocessed; the changed-image test edits its own copy of the
-images, so each test passes alone and in any order.
+images and builds into its own cache, so each test passes alone and in any order.
 """
 
 import hashlib
@@ -98,8 +98,9 @@ def test_runs_from_a_distdir_and_an_image_folder(setup, mlbuild, offline_run):
 
 
 def test_a_changed_image_reruns_preprocessing_only_downstream(setup, mlbuild, tmp_path):
-    root, distdir, shared_images, cache = setup
+    root, distdir, shared_images, _ = setup
     images = shutil.copytree(shared_images, tmp_path / "images")
+    cache = tmp_path / "cache"  # its own: what it builds must not turn the other tests' builds into hits
     args = ["build", "//engines:resnet50", f"--config=cpu,batch_size=4,imagenet_path={images}", "--distdir", distdir]
     before = mlbuild(root, cache, *args)
     assert before.returncode == 0, before.stderr
