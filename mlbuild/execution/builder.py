@@ -4,7 +4,8 @@ For every configured target, in dependency order (the scheduler's job):
   1. compute its action key from its inputs' digests (execution/keys.py);
   2. up to date? key equal to the last build's and output files untouched → done, inline;
   3. else ask the runner stack (execution/runners.py: local action cache → remote cache →
-     sandboxed execution) for its result;
+     sandboxed execution) for its result, and report it built once its cache entry is
+     recorded (a group commit: storage/group_commit.py);
   4. lay the result out in the output tree (execution/output_tree.py) and remember it in the
      build state (execution/state.py).
 Failing tests and benchmarks are never cached; passing ones are, like Bazel's test results.
@@ -24,6 +25,7 @@ import filelock
 from ..actions import Action, Input, Resources
 from ..errors import UserError
 from ..filesystem import make_directory
+from ..storage.group_commit import GroupCommit
 from .executors import BUILTIN_EXECUTORS, ExecutorContext
 from .keys import compute_key, record_key_components
 from .outcome import Outcome, Status
@@ -97,7 +99,8 @@ class Builder:
         )
         self.sandboxes = SandboxRunner(self.context, executors or BUILTIN_EXECUTORS, workspace.root,
                                        cache.root / "sandbox")
-        self.runner = runner_stack(cache, remote, runner or self.sandboxes, upload=self.options.upload)
+        self.commits = GroupCommit(cache.actions)
+        self.runner = runner_stack(cache, remote, runner or self.sandboxes, self.commits, upload=self.options.upload)
         self.results: dict[str, object] = {}  # label -> ActionResult, as targets complete
         self._keys: dict[str, tuple[str, list[Input]]] = {}
         self._lock = threading.Lock()
@@ -133,9 +136,12 @@ class Builder:
                     abort=self.runner.cancel, on_event=self._on_event,
                 )
             finally:
-                self.runner.finish()
-                self.state.save()
-                self.cache.stat_cache.save()
+                try:
+                    self.commits.flush()
+                finally:
+                    self.runner.finish()
+                    self.state.save()
+                    self.cache.stat_cache.save()
         self.output_tree.point_convenience_link()
         return BuildSummary(outcomes, time.monotonic() - start)
 
@@ -177,10 +183,19 @@ class Builder:
 
     # -- scheduler callbacks -------------------------------------------------------------
     def _on_event(self, event: str, label, outcome) -> None:
+        """Tell the observers; an action is reported finished once its cache entry is recorded."""
         target = self.graph[label]
         mnemonic = target.action.mnemonic if target.action else target.rule
-        for observer in self.observers:
-            observer.event(event, str(label), mnemonic, outcome)
+
+        def notify():
+            for observer in self.observers:
+                observer.event(event, str(label), mnemonic, outcome)
+
+        key = self._keys.get(str(label)) if event == "finished" else None
+        if key is None:
+            notify()
+        else:
+            self.commits.after(key[0], notify)
 
     def _try_inline(self, label) -> Outcome | None:
         target = self.graph[label]

@@ -8,7 +8,8 @@ and a cache tier wraps the next one (`WrappingRunner`): it answers from its stor
 can, else asks the runner it wraps and keeps what comes back. `runner_stack` below is the one place the tiers
 are composed:
 
-    LocalCacheRunner        local action cache, under a per-key lock shared by every mlbuild
+    LocalCacheRunner        local action cache, under a per-key lock shared by every mlbuild;
+                            entries recorded in batches (storage/group_commit.py)
       RemoteCacheRunner     the remote cache (only when one is configured)
         SandboxRunner       stages the inputs in a fresh sandbox and runs the action's executor
 
@@ -55,6 +56,7 @@ from typing import Mapping, Protocol
 from ..actions import Action, Input
 from ..errors import ActionError
 from ..storage.action_cache import ActionResult, OutputFile
+from ..storage.group_commit import GroupCommit
 from ..storage.local import LocalCache
 from .executors import Executor, ExecutorContext
 from .isolation import run_confined
@@ -97,24 +99,34 @@ class WrappingRunner:
 
 
 class LocalCacheRunner(WrappingRunner):
-    """The local action cache. The per-key lock spans lookup, the tiers below and the store, so
-    two mlbuild processes wanting one action run it once: the second finds the first's entry."""
+    """The local action cache. The per-key lock spans lookup, the tiers below and the recording
+    of the entry, so two mlbuild processes wanting one action run it once: the second finds the
+    first's entry. Entries of executed actions are recorded by a group commit, which releases
+    the lock once the entry is on disk; the builder reports the action as built only then."""
 
-    def __init__(self, cache: LocalCache, inner: Runner):
+    def __init__(self, cache: LocalCache, inner: Runner, commits: GroupCommit):
         super().__init__(inner)
         self.cache = cache
+        self.commits = commits
 
     def run(self, request: ActionRequest) -> Outcome:
         if not request.cacheable:
             return self.inner.run(request)
-        with self.cache.lock(request.key):
+        lock = self.cache.lock(request.key)
+        lock.acquire()
+        release = lock.release
+        try:
             result = self.cache.actions.lookup(request.key)
             if result is not None:
                 return Outcome(Status.LOCAL_HIT, result)
             outcome = self.inner.run(request)
             if outcome.status == Status.EXECUTED and outcome.result.exit_code == 0:
-                self.cache.actions.store(request.key, outcome.result)  # after its blobs, as a reported build must be
+                self.commits.store(request.key, outcome.result, then=release)
+                release = None
             return outcome
+        finally:
+            if release is not None:
+                release()
 
 
 class RemoteCacheRunner(WrappingRunner):
@@ -222,9 +234,9 @@ class SandboxRunner:
         wait(removals)
 
 
-def runner_stack(cache: LocalCache, remote, bottom: Runner, *, upload: bool = True) -> Runner:
+def runner_stack(cache: LocalCache, remote, bottom: Runner, commits: GroupCommit, *, upload: bool = True) -> Runner:
     """The one place the tiers are composed: local action cache → remote cache → `bottom`."""
     runner = bottom
     if remote is not None:
         runner = RemoteCacheRunner(remote, cache, runner, upload=upload)
-    return LocalCacheRunner(cache, runner)
+    return LocalCacheRunner(cache, runner, commits)

@@ -1,7 +1,8 @@
 """The action cache: action key → result manifest (what an action produced, by digest).
 
-An entry is written only after every blob it names is in the CAS, so a reader that finds an
-entry can trust its blobs exist; `lookup` still checks, and drops an entry whose blobs vanished
+An entry is written only after every blob it names is in the CAS and on disk (one filesystem
+sync per batch of entries, `store_all`; group_commit.py batches them across actions), so a
+reader that finds an entry can trust its blobs exist, even after a power cut; `lookup` still checks, and drops an entry whose blobs vanished
 (a garbage collection racing a crash, or a hand-deleted file). Hits refresh the entry's mtime,
 which is what LRU garbage collection orders by.
 """
@@ -13,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .atomic import write_atomically
+from .atomic import sync_filesystem, write_atomically
 from .cas import ContentStore
 
 MANIFEST_VERSION = 2  # 2: `report` and `failure` replace the free-form `extra`
@@ -97,7 +98,17 @@ class ActionCache:
 
     def store(self, key: str, result: ActionResult) -> None:
         """Record a result whose blobs are already in the CAS (the caller guarantees it)."""
-        write_atomically(self.entry_path(key), result.to_json())
+        self.store_all([(key, result)])
+
+    def store_all(self, entries: list[tuple[str, ActionResult]]) -> None:
+        """Record results whose blobs are in the CAS: one sync puts the blobs on disk, then the
+        entries are written (not synced: an entry lost in a power cut costs a rebuild, never a
+        wrong result)."""
+        if not entries:
+            return
+        sync_filesystem(self.root)
+        for key, result in entries:
+            write_atomically(self.entry_path(key), result.to_json(), durable=False)
 
     def iter_entries(self):
         """Yield (path, key, mtime) for every entry, for stats and garbage collection."""

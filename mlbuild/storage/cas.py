@@ -2,8 +2,10 @@
 
 Layout: `<root>/cas/<first two hex>/<digest>` (mode 0444), and `<digest>.x` (0555) for blobs
 that must be materialized executable: a hardlink shares its inode's mode, so the two modes
-need two files. A blob is published only by an atomic rename of a fully written, fsynced and
-verified temp file, so a reader never sees a partial blob.
+need two files. A blob is published only by an atomic rename of a fully written and verified
+temp file, so a reader never sees a partial blob. Blobs are not fsynced one by one: the action
+cache syncs the filesystem once before it records the entries naming a batch of them
+(action_cache.py), so no entry outlives its blobs in a power cut.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class ContentStore:
         if not dest.exists():
             from .atomic import write_atomically
 
-            write_atomically(dest, data)
+            write_atomically(dest, data, durable=False)
         return digest
 
     def put_file(
@@ -62,7 +64,6 @@ class ContentStore:
                 os.link(src, tmp)
             except OSError:
                 shutil.copyfile(src, tmp)
-            _fsync(tmp)
             os.chmod(tmp, 0o555 if executable else 0o444)
             os.replace(tmp, dest)
         finally:
@@ -81,7 +82,6 @@ class ContentStore:
             return False
         dest = self.blob_path(expected_digest, executable)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        _fsync(tmp)
         os.chmod(tmp, 0o555 if executable else 0o444)
         os.replace(tmp, dest)
         return True
@@ -141,7 +141,3 @@ class ContentStore:
                 st = entry.stat()
                 yield Path(entry.path), entry.name.removesuffix(".x"), st.st_size, st.st_mtime
 
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())

@@ -76,7 +76,7 @@ class LocalCache:
         """A lock shared by every mlbuild process on this cache: one per action key or download."""
         path = self._lock_dir / name[:2] / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return filelock.FileLock(path)
+        return filelock.FileLock(path, thread_local=False)  # a group commit releases it from its thread
 
     def stats(self) -> CacheStats:
         blobs = list(self.cas.iter_blobs())
