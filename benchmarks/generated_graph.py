@@ -11,16 +11,19 @@ Generates, from one deterministic description:
     lets ninja's own `/bin/sh -c` run it instead).
 
 Then measures, in this one run, each as the wall time of the whole process (start-up included):
+  analysis     `mlbuild query //...`: start-up, loading and analysis of the whole graph;
   full         a full build at -j JOBS, fresh mlbuild cache dir, no prior ninja log;
   no-op        the same build again, --noop-runs times (median and best reported);
   touch        one layer-0 source's mtime bumped (content unchanged): actions re-run and time;
   edit         one line appended to that source: actions re-run and time.
-It prints a table with seconds and mlbuild/ninja ratios, and the goals: mlbuild no-op < 0.5 s,
-full build <= 1.5x ninja.
+With `--baseline CMD` a second mlbuild (e.g. the last release, or main) is measured the same
+way in its own copy of the workspace and cache. It prints a table with seconds, peak RSS and
+ratios to ninja, and the goals: mlbuild no-op < 0.5 s, full build <= 1.5x ninja.
 
     python benchmarks/generated_graph.py                      # 10,000 targets, 100 packages, -j2
     python benchmarks/generated_graph.py --targets 2000 --keep
     python benchmarks/generated_graph.py --generate-only --out /tmp/graph   # then profile by hand
+    python benchmarks/generated_graph.py --baseline "env PYTHONPATH=/path/to/main mlbuild"
 
 Generated directories live in a fresh temp dir (deleted afterwards unless --keep), or in --out.
 """
@@ -28,6 +31,7 @@ Generated directories live in a fresh temp dir (deleted afterwards unless --keep
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -37,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,15 +170,15 @@ class Run:
     inner_s: float | None = None  # mlbuild's own "in X s" (build phase only)
     ok: bool = True
     note: str = ""
+    rss_mib: float | None = None  # peak resident memory of the process
 
 
 class Harness:
     def __init__(self, args, base: Path):
         self.args = args
         self.base = base
-        self.ws = base / "mlbuild-ws"
-        self.nws = base / "ninja-ws"
-        self.cache = base / "cache"
+        self.ws = {"mlbuild": base / "mlbuild-ws", "baseline": base / "baseline-ws", "ninja": base / "ninja-ws"}
+        self.commands = {"mlbuild": args.mlbuild, "baseline": args.baseline}
         self.logs = base / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MLBUILD_")}
@@ -184,38 +189,47 @@ class Harness:
             self.env["PYTHONDONTWRITEBYTECODE"] = "1"
         self.counter = 0
 
-    def _run(self, argv, cwd: Path, tag: str) -> tuple[float, int, str]:
+    def _run(self, argv, cwd: Path, tag: str) -> tuple[float, int, str, float]:
+        """(seconds, exit code, output, peak RSS in MiB) of one whole process."""
         self.counter += 1
         log = self.logs / f"{self.counter:02d}-{tag}.log"
         with open(log, "wb") as out:
             start = time.perf_counter()
-            try:
-                done = subprocess.run(argv, check=False, cwd=cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, timeout=self.args.timeout)
-                code = done.returncode
-            except subprocess.TimeoutExpired:
-                code = -9
+            process = subprocess.Popen(argv, cwd=cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+            deadline = threading.Timer(self.args.timeout, process.kill)
+            deadline.start()
+            _, status, usage = os.wait4(process.pid, 0)
+            deadline.cancel()
             seconds = time.perf_counter() - start
-        return seconds, code, log.read_text(errors="replace")
+            process.returncode = os.waitstatus_to_exitcode(status)
+        return seconds, process.returncode, log.read_text(errors="replace"), usage.ru_maxrss / 1024
 
-    def mlbuild(self, tag: str) -> Run:
-        argv = [*self.args.mlbuild, "--cache-dir", str(self.cache), "build", "//...", "-j", str(self.args.jobs)]
-        seconds, code, text = self._run(argv, self.ws, f"mlbuild-{tag}")
+    def mlbuild(self, system: str, tag: str) -> Run:
+        argv = [*self.commands[system], "--cache-dir", str(self.base / f"{system}-cache"), "build", "//...",
+                "-j", str(self.args.jobs)]
+        seconds, code, text, rss = self._run(argv, self.ws[system], f"{system}-{tag}")
         match = None
         for match in _SUMMARY_RE.finditer(text):
             pass
         if code != 0 or match is None:
             tail = " | ".join(text.strip().splitlines()[-3:])
-            return Run(seconds, None, ok=False, note=f"exit {code}: {tail[:300]}")
-        return Run(seconds, int(match["executed"]), float(match["inner"]), ok=match["verdict"] == "OK")
+            return Run(seconds, None, ok=False, note=f"exit {code}: {tail[:300]}", rss_mib=rss)
+        return Run(seconds, int(match["executed"]), float(match["inner"]), ok=match["verdict"] == "OK", rss_mib=rss)
+
+    def analysis(self, system: str) -> Run:
+        """`mlbuild query //...`: start-up, loading and analysis of every target, nothing built."""
+        argv = [*self.commands[system], "--cache-dir", str(self.base / f"{system}-cache"), "query", "//..."]
+        seconds, code, text, rss = self._run(argv, self.ws[system], f"{system}-analysis")
+        return Run(seconds, 0, ok=code == 0, note="" if code == 0 else text[-300:], rss_mib=rss)
 
     def ninja(self, tag: str) -> Run:
         argv = [self.args.ninja, "-j", str(self.args.jobs)]
-        seconds, code, text = self._run(argv, self.nws, f"ninja-{tag}")
+        seconds, code, text, rss = self._run(argv, self.ws["ninja"], f"ninja-{tag}")
         executed = sum(1 for line in text.splitlines() if re.match(r"^\[\d+/\d+\] ", line))
         if code != 0:
-            return Run(seconds, executed, ok=False, note=f"exit {code}: {text.strip().splitlines()[-1:]}")
-        return Run(seconds, executed)
+            return Run(seconds, executed, ok=False, note=f"exit {code}: {text.strip().splitlines()[-1:]}", rss_mib=rss)
+        return Run(seconds, executed, rss_mib=rss)
 
 
 _NOTABLE_MOUNT_OPTIONS = ("discard", "sync", "dirsync", "data=journal", "nobarrier")
@@ -261,7 +275,7 @@ def main() -> int:
     parser.add_argument("--out", metavar="DIR", help="generate here (kept) instead of a temp dir")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (workspaces, cache, logs)")
     parser.add_argument("--generate-only", action="store_true", help="write the workspaces and stop")
-    parser.add_argument("--skip", choices=["mlbuild", "ninja"], action="append", default=[],
+    parser.add_argument("--skip", choices=["mlbuild", "baseline", "ninja"], action="append", default=[],
                         help="do not run this system (repeatable)")
     parser.add_argument("--changed", choices=["max", "median", "first"], default="max",
                         help="which layer-0 source touch/edit change: the one with the most targets "
@@ -271,6 +285,9 @@ def main() -> int:
     parser.add_argument("--mlbuild", default=str(default_mlbuild) if default_mlbuild.exists() else "mlbuild",
                         help="mlbuild executable (default: the console script beside this Python, "
                         "bypassing any pyenv shim)")
+    parser.add_argument("--baseline", metavar="CMD",
+                        help="a second mlbuild command to measure the same way, e.g. main's: "
+                        "'env PYTHONPATH=/path/to/main mlbuild'")
     parser.add_argument("--ninja", default=shutil.which("ninja") or "ninja")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per build command")
     parser.add_argument("--no-bytecode-cache", action="store_true",
@@ -279,6 +296,7 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
     args.mlbuild = args.mlbuild.split()
+    args.baseline = args.baseline.split() if args.baseline else None
 
     if args.out:
         base = Path(args.out).resolve()
@@ -303,8 +321,11 @@ def main() -> int:
         return 0
 
     h = Harness(args, base)
-    systems = [s for s in ("mlbuild", "ninja") if s not in args.skip]
-    runners = {"mlbuild": h.mlbuild, "ninja": h.ninja}
+    systems = [s for s in ("mlbuild", "baseline", "ninja") if s not in args.skip and (s != "baseline" or args.baseline)]
+    builders = [s for s in systems if s != "ninja"]
+    if "baseline" in systems:
+        shutil.copytree(base / "mlbuild-ws", base / "baseline-ws")
+    runners = {s: (h.ninja if s == "ninja" else functools.partial(h.mlbuild, s)) for s in systems}
     results: dict[str, dict[str, object]] = {s: {} for s in systems}
     fs = mount_info(base)
     ninja_version = subprocess.run([args.ninja, "--version"], check=False, capture_output=True,
@@ -313,71 +334,78 @@ def main() -> int:
           f"-j{args.jobs}", flush=True)
 
     def step(name: str, system: str, run: Run) -> Run:
-        extra = f", mlbuild build phase {run.inner_s:.3f}s" if run.inner_s is not None else ""
+        extra = f", build phase {run.inner_s:.3f}s" if run.inner_s is not None else ""
         status = "" if run.ok else f"  FAILED {run.note}"
-        print(f"  {name:<6} {system:<8} {run.seconds:8.3f}s  executed={run.executed}{extra}{status}", flush=True)
+        print(f"  {name:<8} {system:<8} {run.seconds:8.3f}s  {run.rss_mib:7.1f} MiB  executed={run.executed}{extra}"
+              f"{status}", flush=True)
         return run
 
-    subprocess.run([*args.mlbuild, "--version"], check=False, env=h.env, capture_output=True)  # compile bytecode once
+    for s in builders:  # compile bytecode once
+        subprocess.run([*h.commands[s], "--version"], check=False, env=h.env, capture_output=True)
+    print("analysis (mlbuild query //...)", flush=True)
+    for s in builders:
+        results[s]["analysis"] = step("analysis", s, h.analysis(s))
+
     print("full builds", flush=True)
     for s in systems:
         results[s]["full"] = step("full", s, runners[s]("full"))
 
     print(f"no-op builds ({args.noop_runs} each)", flush=True)
     for s in systems:
-        runs = [step("no-op", s, runners[s](f"noop{i}")) for i in range(args.noop_runs)]
-        results[s]["noop"] = runs
+        results[s]["noop"] = [step("no-op", s, runners[s](f"noop{i}")) for i in range(args.noop_runs)]
 
     print("touch (mtime only) of one layer-0 source", flush=True)
     stamp = time.time() + 1
     for s in systems:
-        root = h.ws if s == "mlbuild" else h.nws
-        os.utime(root / victim.source_path, (stamp, stamp))
+        os.utime(h.ws[s] / victim.source_path, (stamp, stamp))
         results[s]["touch"] = step("touch", s, runners[s]("touch"))
 
     print("edit (content change) of the same source", flush=True)
     for s in systems:
-        root = h.ws if s == "mlbuild" else h.nws
-        with open(root / victim.source_path, "a") as f:
+        with open(h.ws[s] / victim.source_path, "a") as f:
             f.write("edited\n")
         results[s]["edit"] = step("edit", s, runners[s]("edit"))
 
     # -- report ------------------------------------------------------------------------------
+    def runs_of(system: str, what: str) -> list[Run]:
+        value = results.get(system, {}).get(what)
+        return [] if value is None else value if isinstance(value, list) else [value]
+
     def seconds(system: str, what: str) -> float | None:
-        value = results.get(system, {}).get(what)
-        if value is None:
-            return None
-        if isinstance(value, list):
-            return statistics.median(r.seconds for r in value)
-        return value.seconds
+        runs = runs_of(system, what)
+        return statistics.median(r.seconds for r in runs) if runs else None
 
-    def executed(system: str, what: str):
-        value = results.get(system, {}).get(what)
-        if value is None:
-            return "-"
-        runs = value if isinstance(value, list) else [value]
-        counts = sorted({r.executed for r in runs}, key=lambda c: (c is None, c))
-        return "/".join("?" if c is None else str(c) for c in counts)
+    def rss(system: str, what: str) -> str:
+        runs = [r for r in runs_of(system, what) if r.rss_mib is not None]
+        return f"{max(r.rss_mib for r in runs):.0f}" if runs else "-"
 
-    rows = [("full build", "full"), (f"no-op (median of {args.noop_runs})", "noop"),
-            ("touch 1 source (mtime)", "touch"), ("edit 1 source (content)", "edit")]
+    def executed(system: str, what: str) -> str:
+        counts = sorted({r.executed for r in runs_of(system, what)}, key=lambda c: (c is None, c))
+        return "/".join("?" if c is None else str(c) for c in counts) or "-"
+
+    rows = [("analysis (query //...)", "analysis"), ("full build", "full"),
+            (f"no-op (median of {args.noop_runs})", "noop"), ("touch 1 source (mtime)", "touch"),
+            ("edit 1 source (content)", "edit")]
     print()
     print(f"{total} targets, {len(graph)} layers, {min(args.packages, total)} packages, -j{args.jobs}; "
           f"{affected} targets downstream of the changed source")
-    header = f"{'scenario':<26} {'mlbuild s':>10} {'ninja s':>10} {'ratio':>8} {'ml ran':>7} {'nj ran':>7}"
+    header = f"{'scenario':<26}" + "".join(f" {s + ' s':>11} {'MiB':>6} {'ran':>6}" for s in systems)
+    header += "".join(f" {s + '/ninja':>15}" for s in builders if "ninja" in systems)
     print(header)
     print("-" * len(header))
     for title, what in rows:
-        m, n = seconds("mlbuild", what), seconds("ninja", what)
-        print(f"{title:<26} {_fmt_s(m):>10} {_fmt_s(n):>10} {_ratio(m, n):>8} "
-              f"{executed('mlbuild', what):>7} {executed('ninja', what):>7}")
-    if "mlbuild" in results:
-        noop_runs = results["mlbuild"]["noop"]
-        best = min(r.seconds for r in noop_runs)
-        inner = statistics.median(r.inner_s for r in noop_runs if r.inner_s is not None) if all(
-            r.inner_s is not None for r in noop_runs) else None
-        print(f"mlbuild no-op: best {best:.3f}s, build phase (scheduler+up-to-date checks) median "
-              f"{_fmt_s(inner)}s; full build phase {_fmt_s(results['mlbuild']['full'].inner_s)}s")
+        line = f"{title:<26}"
+        for s in systems:
+            line += f" {_fmt_s(seconds(s, what)):>11} {rss(s, what):>6} {executed(s, what):>6}"
+        if "ninja" in systems:
+            line += "".join(f" {_ratio(seconds(s, what), seconds('ninja', what)):>15}" for s in builders)
+        print(line)
+    for s in builders:
+        noop_runs = results[s]["noop"]
+        inner = [r.inner_s for r in noop_runs if r.inner_s is not None]
+        print(f"{s} no-op: best {min(r.seconds for r in noop_runs):.3f}s, build phase (scheduler+up-to-date checks) "
+              f"median {_fmt_s(statistics.median(inner) if inner else None)}s; full build phase "
+              f"{_fmt_s(results[s]['full'].inner_s)}s")
     m_noop, m_full, n_full = seconds("mlbuild", "noop"), seconds("mlbuild", "full"), seconds("ninja", "full")
     verdicts = []
     if m_noop is not None:
@@ -388,8 +416,7 @@ def main() -> int:
                         f"{'MET' if ratio <= FULL_GOAL_RATIO else 'NOT MET'}")
     for v in verdicts:
         print("goal: " + v)
-    failed = [f"{s} {w}" for s, r in results.items() for w, v in r.items()
-              for run in (v if isinstance(v, list) else [v]) if not run.ok]
+    failed = [f"{s} {w}" for s in systems for w in results[s] for run in runs_of(s, w) if not run.ok]
     if failed:
         print("FAILED runs: " + ", ".join(failed) + f" (logs in {h.logs})")
 
@@ -397,8 +424,7 @@ def main() -> int:
         payload = {
             "targets": total, "packages": min(args.packages, total), "layers": len(graph), "jobs": args.jobs,
             "downstream_of_changed_source": affected, "filesystem": fs,
-            "results": {s: {w: ([r.__dict__ for r in v] if isinstance(v, list) else v.__dict__)
-                            for w, v in r.items()} for s, r in results.items()},
+            "results": {s: {w: [r.__dict__ for r in runs_of(s, w)] for w in r} for s, r in results.items()},
         }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     if args.out or args.keep:
