@@ -272,6 +272,8 @@ def main() -> int:
     parser.add_argument("--jobs", "-j", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--noop-runs", type=int, default=5, help="no-op repetitions per system (median reported)")
+    parser.add_argument("--no-incremental", action="store_true",
+                        help="skip the touch and edit scenarios (scale runs: analysis, full and no-op only)")
     parser.add_argument("--out", metavar="DIR", help="generate here (kept) instead of a temp dir")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (workspaces, cache, logs)")
     parser.add_argument("--generate-only", action="store_true", help="write the workspaces and stop")
@@ -354,17 +356,18 @@ def main() -> int:
     for s in systems:
         results[s]["noop"] = [step("no-op", s, runners[s](f"noop{i}")) for i in range(args.noop_runs)]
 
-    print("touch (mtime only) of one layer-0 source", flush=True)
-    stamp = time.time() + 1
-    for s in systems:
-        os.utime(h.ws[s] / victim.source_path, (stamp, stamp))
-        results[s]["touch"] = step("touch", s, runners[s]("touch"))
+    if not args.no_incremental:
+        print("touch (mtime only) of one layer-0 source", flush=True)
+        stamp = time.time() + 1
+        for s in systems:
+            os.utime(h.ws[s] / victim.source_path, (stamp, stamp))
+            results[s]["touch"] = step("touch", s, runners[s]("touch"))
 
-    print("edit (content change) of the same source", flush=True)
-    for s in systems:
-        with open(h.ws[s] / victim.source_path, "a") as f:
-            f.write("edited\n")
-        results[s]["edit"] = step("edit", s, runners[s]("edit"))
+        print("edit (content change) of the same source", flush=True)
+        for s in systems:
+            with open(h.ws[s] / victim.source_path, "a") as f:
+                f.write("edited\n")
+            results[s]["edit"] = step("edit", s, runners[s]("edit"))
 
     # -- report ------------------------------------------------------------------------------
     def runs_of(system: str, what: str) -> list[Run]:
