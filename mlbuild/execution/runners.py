@@ -47,8 +47,6 @@ the `ExecutorContext` the SandboxRunner holds.
 
 from __future__ import annotations
 
-import shutil
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol
@@ -61,7 +59,7 @@ from ..storage.local import LocalCache
 from .executors import Executor, ExecutorContext
 from .isolation import run_confined
 from .outcome import Outcome, Status
-from .sandbox import Sandbox, sweep_stale
+from .sandbox import Disposal, Sandbox, sweep_stale
 
 
 @dataclass(frozen=True)
@@ -162,10 +160,7 @@ class SandboxRunner:
         self.workspace_root = workspace_root
         self.sandbox_base = sandbox_base
         sweep_stale(sandbox_base)
-        # Deleting a sandbox costs milliseconds of synchronous disk work; a background thread
-        # does it while the next actions run, and `finish` waits for it.
-        self._remover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlbuild-rm")
-        self._removals: list = []
+        self._disposal = Disposal(sandbox_base)  # deleting sandboxes costs the next actions nothing
 
     def run(self, request: ActionRequest) -> Outcome:
         action = request.action
@@ -177,9 +172,9 @@ class SandboxRunner:
             try:
                 return Outcome(Status.EXECUTED, self._execute(sandbox, logs, request.is_test))
             finally:
-                self._remove(shutil.rmtree, logs, ignore_errors=True)
+                self._disposal.discard(logs)
         finally:
-            self._remove(sandbox.remove)
+            self._disposal.discard(sandbox.root)
 
     def _execute(self, sandbox: Sandbox, logs: Path, is_test: bool) -> ActionResult:
         action = sandbox.action
@@ -223,15 +218,11 @@ class SandboxRunner:
         finally:
             sandbox.remove()
 
-    def _remove(self, function, *args, **kwargs) -> None:
-        self._removals.append(self._remover.submit(function, *args, **kwargs))
-
     def cancel(self) -> None:
         self.context.processes.cancel_all()
 
     def finish(self) -> None:
-        removals, self._removals = self._removals, []
-        wait(removals)
+        self._disposal.finish()
 
 
 def runner_stack(cache: LocalCache, remote, bottom: Runner, commits: GroupCommit, *, upload: bool = True) -> Runner:

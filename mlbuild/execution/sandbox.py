@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import threading
 import uuid
 from pathlib import Path
 
@@ -142,6 +144,49 @@ class Sandbox:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Disposal:
+    """Deletes used sandboxes off the build's critical path and out of its process.
+
+    A sandbox is renamed into a trash directory (one syscall); every `batch` of them, one
+    `rm -rf` child process deletes the lot, so thousands of small trees cost mlbuild neither
+    CPU nor the GIL. The trash is named after this process, so `sweep_stale` removes what a
+    killed build left."""
+
+    def __init__(self, base: Path, batch: int = 256):
+        self.base = base
+        self.batch = batch
+        self._lock = threading.Lock()
+        self._trash: Path | None = None
+        self._count = 0
+        self._removers: list[tuple[subprocess.Popen, Path]] = []
+
+    def discard(self, path: Path) -> None:
+        with self._lock:
+            if self._trash is None:
+                self._trash = self.base / f"{os.getpid()}-trash-{uuid.uuid4().hex[:8]}"
+                self._trash.mkdir(parents=True)
+            self._count += 1
+            os.rename(path, self._trash / str(self._count))
+            if self._count % self.batch == 0:
+                self._empty()
+
+    def _empty(self) -> None:
+        trash, self._trash = self._trash, None
+        if trash is not None:
+            remover = subprocess.Popen(["rm", "-rf", "--", str(trash)], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._removers.append((remover, trash))
+
+    def finish(self) -> None:
+        """Delete everything discarded so far, and wait for it."""
+        with self._lock:
+            self._empty()
+            removers, self._removers = self._removers, []
+        for remover, trash in removers:
+            remover.wait()
+            shutil.rmtree(trash, ignore_errors=True)  # if rm was interrupted
 
 
 def sweep_stale(base: Path) -> None:
