@@ -28,8 +28,8 @@ class Schema:
 
     expected = "a value"
 
-    def check(self, value, where: Location | None, path: str):
-        """The value (converted if the type says so), or BuildFileError at `where`."""
+    def check(self, value, where: Location | None, path):
+        """The value (converted if the type says so), or BuildFileError at `where` naming `path`."""
         raise NotImplementedError
 
     def fail(self, value, where: Location | None, path: str, expected: str | None = None, hint=None):
@@ -226,7 +226,7 @@ class ListOf(Schema):
         if len(value) < self.min_items:
             self.fail(value, where, path, f"{self.expected} with at least {self.min_items} item(s)")
         item, located = self.item, isinstance(value, LocatedList)
-        checked = [item.check(v, value.where(i) if located else where, _join(path, f"item {i + 1}"))
+        checked = [item.check(v, value.where(i) if located else where, (path, "item", i + 1))
                    for i, v in enumerate(value)]
         if all(new is old for new, old in zip(checked, value)):
             return value
@@ -248,8 +248,8 @@ class MapOf(Schema):
         items = []
         for key, item in value.items():
             at = value.where(key) if isinstance(value, LocatedDict) else where
-            new_key = self.key.check(key, at, _join(path, f"{self.noun} {show(key)}"))
-            items.append((new_key, self.value.check(item, at, _join(path, f"{self.noun} {show(new_key)}"))))
+            new_key = self.key.check(key, at, (path, self.noun, key))
+            items.append((new_key, self.value.check(item, at, (path, self.noun, new_key))))
         if all(k is old_k and v is old_v for (k, v), (old_k, old_v) in zip(items, value.items())):
             return value
         return value.with_items(items) if isinstance(value, LocatedDict) else dict(items)
@@ -315,7 +315,7 @@ class Record(Schema):
                     did_you_mean(key, fields) or f"{noun}s: {', '.join(sorted(fields))}",
                 )
             if item is not None:
-                result[key] = spec.type.check(item, at, _join(path, f"{noun} '{key}'"))
+                result[key] = spec.type.check(item, at, (path, noun, key))
         for key, spec in fields.items():
             if result.get(key) is None:
                 if spec.required:
@@ -331,12 +331,16 @@ def _nul(value: str, where, path: str):
                          "argument or environment variable can carry", where)
 
 
-def _prefix(path: str) -> str:
-    return f"{path}: " if path else ""
-
-
-def _join(path: str, part: str) -> str:
-    return f"{path}, {part}" if path else part
+def _prefix(path) -> str:
+    """`path` spelled for a message: "//a:x, attribute 'srcs', item 2: ". A path is a string or
+    (parent path, noun, key), built for every value checked and spelled only for an error."""
+    parts = []
+    while isinstance(path, tuple):
+        path, noun, key = path
+        parts.append(f"{noun} {show(key)}")
+    if path:
+        parts.append(path)
+    return ", ".join(reversed(parts)) + ": " if parts else ""
 
 
 def _is_special_float(value) -> bool:

@@ -58,6 +58,7 @@ class Workspace:
         self._parse_cache_dirty = False
         self.loaded_files: set[str] = set()  # every file this session read (the no-op fast path)
         self._packages: dict[str, dict[str, TargetDecl]] = {}
+        self._subdirectory_names: dict[str, frozenset] = {}
         root_doc = ROOT.check(self._load(self.root / ROOT_FILE), None, "")
         self.settings: dict = dict(root_doc.get("workspace") or {})
         self.configs = ConfigSchema.from_yaml(root_doc.get("config"), root_doc.get("config_rules"))
@@ -150,8 +151,7 @@ class Workspace:
         Each target owns its directory of the output tree; //a:gen and any target of package
         a/gen (or below) would share one, and building either would clobber the other's files.
         """
-        inner = self.package_dir(label.package) / label.name
-        if inner.is_dir():
+        if label.name in self._subdirectories(label.package):
             for package in self.all_packages(f"{label.package}/{label.name}"):
                 for decl in self.package(package).values():
                     return decl.label
@@ -161,6 +161,18 @@ class Workspace:
             if (self.package_dir(outer_package) / ROOT_FILE).is_file() and outer_name in self.package(outer_package):
                 return Label(outer_package, outer_name)
         return None
+
+    def _subdirectories(self, package: str) -> frozenset:
+        """Names of the directories in a package's directory, listed once per package."""
+        found = self._subdirectory_names.get(package)
+        if found is None:
+            try:
+                with os.scandir(self.package_dir(package)) as entries:
+                    found = frozenset(e.name for e in entries if e.is_dir())
+            except OSError:
+                found = frozenset()
+            self._subdirectory_names[package] = found
+        return found
 
     def expand(self, patterns: list[str]) -> list[Label]:
         """Targets matched by patterns; `manual`-tagged targets only when named exactly."""
