@@ -270,7 +270,7 @@ class MappingParts(Schema):
         for i, part in enumerate(value):
             if part is not None:
                 at = value.where(i) if isinstance(value, LocatedList) else where
-                merged.update(self.mapping.check(part, at, _join(path, f"part {i + 1}")))
+                merged.update(self.mapping.check(part, at, (path, "part", i + 1)))
         return merged
 
 
