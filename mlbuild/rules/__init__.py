@@ -9,13 +9,15 @@ from .compliance import ComplianceRule
 from .download import DownloadRule
 from .engine import EngineRule
 from .python import PythonRule
+from .search import PerformanceSearchRule
 from .submission import SubmissionRule
 from .training import TrainingRule
 
 RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (CommandRule(), PythonRule(), DownloadRule(), EngineRule(), BenchRule(),
-                 AccuracyCheckerRule(), ComplianceRule(), SubmissionRule(), TrainingRule(), AliasRule(),
+                 AccuracyCheckerRule(), ComplianceRule(), PerformanceSearchRule(), SubmissionRule(),
+                 TrainingRule(), AliasRule(),
                  GroupRule())
 }
 

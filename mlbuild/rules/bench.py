@@ -109,33 +109,24 @@ class BenchRule(CommandRule):
         "user_conf": Attr("dict", {}, doc="user.conf keys for this model and scenario (target_qps, min_duration, ...)"),
         "calibration_seconds": Attr("float", 0.5),
         "raw_seconds": Attr("float", 0.5, doc="raw engine throughput run after Offline performance"),
+        "performance_search": Attr("str", doc="last step of a performance_search: its target QPS/latency is used"),
     }
 
     def analyze(self, ctx: RuleContext) -> ConfiguredTarget:
         attrs = ctx.attrs
-        scenario = self._choice(ctx, "scenario", SCENARIOS, "LoadGen scenario")
         run_style = self._choice(ctx, "run_style", RUN_STYLES, "run style")
         modes = list(attrs["modes"])
         for mode in modes:
             if mode not in MODES:
                 raise BuildFileError(f"unknown bench mode '{mode}'", ctx.where("modes"), f"modes: {', '.join(MODES)}")
-        user_conf = {}
-        for key, value in (attrs["user_conf"] or {}).items():
-            if key not in USER_CONF_KEYS:
-                raise BuildFileError(f"'{key}' is not a LoadGen user.conf key", ctx.where("user_conf"),
-                                     did_you_mean(key, USER_CONF_KEYS) or f"keys: {', '.join(sorted(USER_CONF_KEYS))}")
-            user_conf[key] = ctx.expand(str(value), "user_conf")
         checker = self._checker(ctx) if "accuracy" in modes else None
-        engine, dataset = dep_file(ctx, "engine"), dep_file(ctx, "dataset")
-        harness = support_script("loadgen_harness.py")
-        python = ctx.expand(f"{{{{toolchain:{attrs['toolchain']}.python}}}}", "toolchain")
-        common = harness_command(
-            python, harness[0], engine=engine, dataset=dataset, scenario=scenario,
-            batch_size=ctx.expand(str(attrs["batch_size"]), "batch_size"),
-            threads=str(max(1, int(ctx.resources().cpus))), model_name=ctx.expand(attrs["model_name"], "model_name"),
-            run_style=run_style, user_conf=user_conf, calibration_seconds=attrs["calibration_seconds"],
-            raw_seconds=attrs["raw_seconds"],
-        )
+        python, harness, scenario, common = self.harness(ctx, run_style)
+        if attrs["performance_search"]:
+            search = Label.parse(attrs["performance_search"], ctx.label.package, ctx.where("performance_search"))
+            if search not in ctx.deps or ctx.deps[search].rule != "performance_search":
+                raise BuildFileError(f"performance_search {search} is not a performance_search target in deps of "
+                                     f"{ctx.label}", ctx.where("performance_search"), "add it to deps")
+            common += ["--found-from", f"{ctx.dep_dir(search)}/search.json"]
         outdir = ctx.outdir
         lines = []
         for mode in modes:
@@ -162,7 +153,7 @@ class BenchRule(CommandRule):
         checkers = {str(node) for node, target in ctx.deps.items() if "accuracy_checker" in target.info}
         action_deps = [(node, directory) for node, directory in ctx.staged_deps()
                        if node not in checkers] + list(checker_deps)
-        sources = [*ctx.sources(), harness, *(checker.sources if checker else ())]
+        sources = [*ctx.sources(), harness, support_script("mlperf_logs.py"), *(checker.sources if checker else ())]
         action = self.action(
             ctx, ("/bin/bash", "-c", "set -e\n" + "\n".join(lines)), [], [f"{outdir}/{mode}" for mode in modes],
             mnemonic="Bench", sources=sources, executor="bench", resources=resources,
@@ -187,6 +178,28 @@ class BenchRule(CommandRule):
                   "model_name": ctx.expand(attrs["model_name"], "model_name"), "accuracy_checker": checker,
                   "accuracy_threshold": threshold},
         )
+
+    def harness(self, ctx: RuleContext, run_style: str) -> tuple:
+        """(python, harness script, scenario, argv every run shares) from the harness attributes."""
+        attrs = ctx.attrs
+        scenario = self._choice(ctx, "scenario", SCENARIOS, "LoadGen scenario")
+        user_conf = {}
+        for key, value in (attrs["user_conf"] or {}).items():
+            if key not in USER_CONF_KEYS:
+                raise BuildFileError(f"'{key}' is not a LoadGen user.conf key", ctx.where("user_conf"),
+                                     did_you_mean(key, USER_CONF_KEYS) or f"keys: {', '.join(sorted(USER_CONF_KEYS))}")
+            user_conf[key] = ctx.expand(str(value), "user_conf")
+        engine, dataset = dep_file(ctx, "engine"), dep_file(ctx, "dataset")
+        harness = support_script("loadgen_harness.py")
+        python = ctx.expand(f"{{{{toolchain:{attrs['toolchain']}.python}}}}", "toolchain")
+        common = harness_command(
+            python, harness[0], engine=engine, dataset=dataset, scenario=scenario,
+            batch_size=ctx.expand(str(attrs["batch_size"]), "batch_size"),
+            threads=str(max(1, int(ctx.resources().cpus))), model_name=ctx.expand(attrs["model_name"], "model_name"),
+            run_style=run_style, user_conf=user_conf, calibration_seconds=attrs["calibration_seconds"],
+            raw_seconds=attrs["raw_seconds"],
+        )
+        return python, harness, scenario, common
 
     @staticmethod
     def _choice(ctx: RuleContext, attr: str, allowed: tuple, what: str) -> str:

@@ -133,3 +133,18 @@ def test_report_is_a_self_contained_page_whose_plots_render(workspace, cache_dir
     assert count((31, 119, 180)) > 2000  # throughput bars (and the first percentile line)
     assert count((255, 127, 14)) > 2000  # histogram bins
     assert count((44, 160, 44)) > 50  # the third percentile line
+
+
+def test_server_search_steps_are_cached_actions_and_the_bench_runs_at_what_they_found(workspace, cache_dir, mlbuild):
+    done = mlbuild(workspace, cache_dir, "build", "//bench:digits_server_search_3")
+    assert done.returncode == 0, done.stderr
+    assert {f"//bench:digits_server_search_{i}" for i in (1, 2, 3)} <= built(done.stderr)
+    again = mlbuild(workspace, cache_dir, "build", "//bench:digits_server_search_3")
+    assert again.returncode == 0 and built(again.stderr) == set(), again.stderr
+    state = json.loads((workspace / "mlbuild-bin" / "bench" / "digits_server_search_3" / "search.json").read_text())
+    assert len(state["probes"]) == 3 and state["found"]["target_qps"] == max(
+        p["target"] for p in state["probes"] if p["valid"])
+    # The verdict of a run at the edge of validity depends on the machine's load; the settings do not.
+    mlbuild(workspace, cache_dir, "test", "//bench:digits_server_searched")
+    user_conf = workspace / "mlbuild-out" / "default" / "bench" / "digits_server_searched" / "performance" / "user.conf"
+    assert f"digits.Server.target_qps = {state['found']['target_qps']:.6g}" in user_conf.read_text()

@@ -171,3 +171,50 @@ def test_bad_inputs_exit_2_with_a_message(digits, tmp_path):
     fake_plan.write_text(json.dumps({"test_double": True, "precision": "int8"}))
     proc, _, _ = harness(digits, tmp_path, "Offline", engine=fake_plan, expect=2)
     assert "TEST DOUBLE" in proc.stderr
+
+
+def _harness_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("loadgen_harness_under_test", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_server_search_bisects_between_the_last_valid_and_the_first_invalid_qps():
+    next_probe = _harness_module().next_probe
+    state = {"probes": []}
+    assert next_probe(state, "Server") == {}  # the first probe: the calibration picks it
+    state["probes"].append({"target": 100.0, "valid": True})
+    assert next_probe(state, "Server") == {"target_qps": 200.0}  # no failure yet: double
+    state["probes"].append({"target": 200.0, "valid": False})
+    assert next_probe(state, "Server") == {"target_qps": 150.0}
+    state["probes"].append({"target": 150.0, "valid": True})
+    assert next_probe(state, "Server") == {"target_qps": 175.0}
+    only_failed = {"probes": [{"target": 80.0, "valid": False}]}
+    assert next_probe(only_failed, "Server") == {"target_qps": 40.0}  # nothing VALID yet: halve
+
+
+def test_latency_search_steps_and_the_bench_uses_what_was_found(digits, tmp_path):
+    steps = []
+    for index in range(2):
+        out = tmp_path / f"step{index}"
+        previous = ["--search-from", steps[-1]] if steps else []
+        harness(digits, out, "SingleStream", "--search-out", out / "search.json", *previous)
+        steps.append(out / "search.json")
+    state = json.loads(steps[-1].read_text())
+    assert len(state["probes"]) == 2 and state["probes"][0]["valid"]
+    second = state["probes"][1]
+    assert second["target"] == pytest.approx(0.9 * state["probes"][0]["median_latency_ns"] / 1e6, rel=1e-3)
+    assert state["found"]["target_latency"] > 0
+    _, out_dir, result = harness(digits, tmp_path / "final", "SingleStream", "--found-from", steps[-1])
+    assert result["calibration"]["source"] == "found by the performance search"
+    assert re.search(r"^digits\.SingleStream\.target_latency = ", (out_dir / "user.conf").read_text(), re.M)
+
+
+def test_a_search_that_found_nothing_is_a_clear_error(digits, tmp_path):
+    empty = tmp_path / "search.json"
+    empty.write_text(json.dumps({"scenario": "Server", "probes": [{"target": 1e9, "valid": False}], "found": None}))
+    proc, _, _ = harness(digits, tmp_path, "Server", "--found-from", empty, expect=2)
+    assert "found no VALID setting" in proc.stderr

@@ -55,6 +55,7 @@ LATENCY_FACTOR = 0.5
 SERVER_QPS_FACTOR = 0.5
 SERVER_MIN_TARGET_LATENCY_NS = 500_000_000  # 500 ms
 SERVER_LATENCY_MULTIPLE = 50  # ... or 50 x the measured one-sample latency, whichever is larger
+SEARCH_LATENCY_FACTOR = 0.9  # the next expected latency: just below the median the last probe measured
 
 
 class HarnessError(Exception):
@@ -518,6 +519,7 @@ def configure(lg, args, sut, n: int) -> tuple:
         print(f"loadgen_harness: warning: model '{args.model_name}' has no entry in LoadGen's mlperf.conf; "
               "only its wildcard settings apply and the result is for the open division only", file=sys.stderr)
     declared = parse_conf(args.conf)
+    found = {k: v for k, v in load_found(args.found_from).items() if k not in declared}
     user_conf = os.path.join(args.out_dir, "user.conf")
     if args.user_conf_from:  # the accuracy run reuses the performance run's user.conf, as MLPerf requires
         if os.path.abspath(args.user_conf_from) != os.path.abspath(user_conf):
@@ -527,8 +529,9 @@ def configure(lg, args, sut, n: int) -> tuple:
     else:
         needs = {"Offline": ["target_qps"], "Server": ["target_qps"], "SingleStream": ["target_latency"],
                  "MultiStream": ["target_latency"]}[args.scenario]
-        if all(key in declared for key in needs) and not (args.scenario == "Server" and args.run_style == "test"):
-            calibration = {"source": "declared"}
+        given = {**found, **declared}
+        if all(key in given for key in needs) and not (args.scenario == "Server" and args.run_style == "test"):
+            calibration = {"source": "found by the performance search" if found else "declared"}
         elif args.mode == "accuracy" and args.scenario != "Server":
             # Accuracy runs issue every sample once, back to back (Offline: one query): no schedule to size.
             calibration = {"source": "none (accuracy mode)"}
@@ -536,7 +539,7 @@ def configure(lg, args, sut, n: int) -> tuple:
             samples_per_query = int(declared.get("samples_per_query", official["multi_stream_samples_per_query"]))
             calibration = {"source": "measured",
                            **calibrate(sut, n, args.scenario, samples_per_query, args.calibration_seconds)}
-        targets = {k: v for k, v in calibrated_targets(args.scenario, calibration).items() if k not in declared} \
+        targets = {k: v for k, v in calibrated_targets(args.scenario, calibration).items() if k not in given} \
             if calibration["source"] == "measured" else {}
         lowered = {}
         if args.run_style == "test":
@@ -549,7 +552,8 @@ def configure(lg, args, sut, n: int) -> tuple:
         if official["performance_sample_count_override"] > n and "performance_sample_count_override" not in declared:
             fitted["performance_sample_count_override"] = n
         write_user_conf(user_conf, args.model_name, args.scenario, args.run_style, [
-            ("Targets (calibrated unless declared)", targets), ("Lowered by run style 'test'", lowered),
+            ("Targets (calibrated unless declared)", targets), (f"Found by the performance search ({args.found_from})", found),
+            ("Lowered by run style 'test'", lowered),
             (f"Lowered to the dataset's {n} samples (fewer than mlperf.conf's count)", fitted),
             ("Declared in the bench's user_conf", declared)])
     settings = lg.TestSettings()
@@ -641,6 +645,73 @@ def run(args) -> dict:
     return result
 
 
+def load_found(path: str | None) -> dict:
+    """The user.conf targets a performance search found (its search.json's `found`), or none."""
+    if not path:
+        return {}
+    try:
+        with open(path) as f:
+            found = json.load(f).get("found")
+    except (OSError, ValueError) as e:
+        raise HarnessError(f"cannot read the performance search result {path}: {e}", EXIT_BAD_INPUT) from e
+    if not found:
+        raise HarnessError(f"the performance search ({path}) found no VALID setting: see its probes", EXIT_BAD_INPUT)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Performance search: one probe per call, the state carried from step to step in search.json.
+
+
+def next_probe(state: dict, scenario: str) -> dict:
+    """The user.conf target of the next probe: none for the first (the calibration picks it)."""
+    probes = state["probes"]
+    if not probes:
+        return {}
+    if scenario == "Server":
+        passed = [p["target"] for p in probes if p["valid"]]
+        low = max(passed) if passed else None
+        failed = [p["target"] for p in probes if not p["valid"] and (low is None or p["target"] > low)]
+        high = min(failed) if failed else None
+        qps = (low + high) / 2 if low and high else 2 * low if low else high / 2
+        return {"target_qps": qps}
+    return {"target_latency": SEARCH_LATENCY_FACTOR * probes[-1]["median_latency_ns"] / 1e6}
+
+
+def record_probe(state: dict, args, result: dict) -> dict:
+    """Add the probe just run to the state and say what the search has found so far."""
+    from mlperf_logs import read_detail
+
+    values, _ = read_detail(os.path.join(args.out_dir, "mlperf_log_detail.txt"))
+    settings = result["calibration"]["settings"]
+    target = settings["server_target_qps"] if args.scenario == "Server" else \
+        settings[SCENARIO_TARGETS[args.scenario][0]] / 1e6
+    state["probes"].append({"target": target, "valid": values.get("result_validity") == "VALID",
+                            "median_latency_ns": values.get("result_50.00_percentile_latency_ns")})
+    passed = [p["target"] for p in state["probes"] if p["valid"]]
+    key = "target_qps" if args.scenario == "Server" else "target_latency"
+    if not passed:
+        state["found"] = None
+    else:  # the highest VALID QPS; the latest VALID expected latency (each refines the one before)
+        state["found"] = {key: max(passed) if args.scenario == "Server" else passed[-1]}
+    return state
+
+
+def search_step(args) -> dict:
+    state = {"scenario": args.scenario, "probes": []}
+    if args.search_from:
+        with open(args.search_from) as f:
+            state = json.load(f)
+    args.conf += [f"{key}={value}" for key, value in next_probe(state, args.scenario).items()]
+    result = run(args)
+    record_probe(state, args, result)
+    with open(args.search_out, "w") as f:
+        json.dump(state, f, indent=2, sort_keys=True)
+        f.write("\n")
+    print(f"loadgen_harness: search step {len(state['probes'])}: {state['probes'][-1]}; found {state['found']}")
+    return result
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", required=True, help=".onnx (onnxruntime CPU) or .plan (TensorRT) engine")
@@ -663,13 +734,17 @@ def main(argv=None) -> int:
                         help="length of the calibration run (default 0.5)")
     parser.add_argument("--raw-seconds", type=float, default=0.5,
                         help="length of the raw engine throughput run after Offline performance (default 0.5)")
+    parser.add_argument("--found-from", metavar="SEARCH_JSON",
+                        help="use the targets a performance search found (the last step's search.json)")
+    parser.add_argument("--search-out", metavar="SEARCH_JSON", help="run one performance search probe, write the state")
+    parser.add_argument("--search-from", metavar="SEARCH_JSON", help="the previous search step's state")
     parser.add_argument("--audit-config", help="LoadGen audit.config for compliance tests (default: none)")
     args = parser.parse_args(argv)
 
     try:
         if args.batch_size < 1 or args.threads < 1:
             raise HarnessError("--batch-size and --threads must be >= 1", EXIT_BAD_INPUT)
-        result = run(args)
+        result = search_step(args) if args.search_out else run(args)
     except HarnessError as e:
         print(f"loadgen_harness: error: {e}", file=sys.stderr)
         return e.code
