@@ -180,6 +180,12 @@ def main(argv=None) -> int:
         print(f"compliance: error: {e}", file=sys.stderr)
         return 2
     print(f"{args.test} {'passed' if passed else 'FAILED'}: {args.out}")
+    if not passed:  # an action shows its stderr when it fails: the verdicts belong there
+        for name in ("verify_accuracy.txt", "verify_performance.txt"):
+            path = os.path.join(args.out, name)
+            if os.path.exists(path):
+                with open(path) as f:
+                    print(f"{name}:\n{f.read().rstrip()}", file=sys.stderr)
     return 0 if passed else 1
 
 

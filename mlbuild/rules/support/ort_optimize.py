@@ -90,7 +90,7 @@ def constants_as_inputs_removed(path: str, scratch: str) -> str:
     return scratch
 
 
-def _optimize(ort, model: str, args, disabled: list) -> "ort.InferenceSession":
+def _optimize(ort, model: str, args, disabled: list):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
     opts.inter_op_num_threads = args.threads
@@ -112,7 +112,7 @@ def _shape(model_input, args) -> list:
     return [args.batch_size, *rest] if dims else []
 
 
-def check_inference(ort, engine: str, args) -> "ort.InferenceSession":
+def check_inference(ort, engine: str, args):
     """Load the engine as it is (no second round of optimization) and run it once on the declared shape."""
     import numpy as np
 
