@@ -17,8 +17,7 @@ RULES: dict[str, Rule] = {
     rule.name: rule
     for rule in (CommandRule(), PythonRule(), DownloadRule(), EngineRule(), BenchRule(),
                  AccuracyCheckerRule(), ComplianceRule(), PerformanceSearchRule(), SubmissionRule(),
-                 TrainingRule(), AliasRule(),
-                 GroupRule())
+                 TrainingRule(), AliasRule(), GroupRule())
 }
 
 # Executors that rules add to the built-in ones (mlbuild.execution.executors.BUILTIN_EXECUTORS).
