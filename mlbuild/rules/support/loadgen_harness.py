@@ -11,6 +11,8 @@ scenario, plus exactly one user.conf that this script writes into --out-dir (the
 QPS or latency, the keys the user declared with --conf, and for --run-style test the lowered
 durations that make a short run, labeled NOT VALID FOR SUBMISSION). settings.json beside it holds
 the official and the effective settings and every key that makes the result non-submittable.
+With --found-from, the targets come from a performance search instead of the calibration; with
+--search-out, this run is one probe of that search (see `next_probe`).
 
 Control flow: parse args -> load dataset (npz keys x: NCHW float32, y: int64) and engine -> one
 batch of --batch-size through the engine -> official settings -> calibrate (a short timed run of
