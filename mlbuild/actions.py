@@ -39,12 +39,18 @@ def toolchain_root_placeholder(name: str) -> str:
 
 @dataclass(frozen=True)
 class Resources:
-    """What an action occupies while it runs; the scheduler never oversubscribes these."""
+    """What an action occupies while it runs; the scheduler never oversubscribes these.
+
+    `custom` names resources that only a cluster's nodes declare (an accelerator type, a
+    licensed tool): a remote executor places the action on a node that has them; local
+    execution ignores them.
+    """
 
     cpus: float = 1.0
     gpus: int = 0
     memory_mb: int = 0
     exclusive: bool = False
+    custom: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """`--profile FILE`: the build as a Chrome trace-event JSON, loadable in Perfetto or chrome://tracing.
 
 One complete ("X") event per action on the lane (tid) that ran it, named by its label, with
-the outcome (executed, cached, remote, up-to-date, failed) as its category; up-to-date checks
+the outcome (executed, cached, remote, up-to-date, failed) as its category and, for an action
+a cluster ran, the node in its args; up-to-date checks
 done inline appear as zero-length events on lane 0.
 """
 
@@ -41,7 +42,8 @@ class TraceRecorder:
             self._events.append({
                 "name": label, "cat": outcome.status, "ph": "X", "ts": round(start, 1),
                 "dur": round(self._now_us() - start, 1), "pid": os.getpid(), "tid": lane,
-                "args": {"mnemonic": mnemonic, "outcome": outcome.status},
+                "args": {"mnemonic": mnemonic, "outcome": outcome.status,
+                         **({"node": outcome.node} if outcome.node else {})},
             })
 
     def write(self, path: Path) -> None:

@@ -27,14 +27,15 @@ class PlainProgress:
                 return
             self.done += 1
             elapsed = time.monotonic() - self.started.pop(label, time.monotonic())
-            self.report(label, mnemonic, outcome.status, elapsed)
+            self.report(label, mnemonic, outcome.status, elapsed, outcome.node)
 
-    def report(self, label: str, mnemonic: str, status: str, elapsed: float) -> None:
+    def report(self, label: str, mnemonic: str, status: str, elapsed: float, node: str | None) -> None:
         if status in (Status.UP_TO_DATE, Status.NO_ACTION, Status.SKIPPED):
             return
         words = {Status.EXECUTED: "built", Status.LOCAL_HIT: "cache hit", Status.REMOTE_HIT: "remote hit",
                  Status.FAILED: "FAILED", Status.TEST_FAILED: "FAILED"}[status]
-        print(f"[{self.done}/{self.total}] {words} {label} ({mnemonic}, {elapsed:.1f}s)", file=self.stream)
+        print(f"[{self.done}/{self.total}] {words} {label} ({mnemonic}, {elapsed:.1f}s){where(node)}",
+              file=self.stream)
 
     def message(self, text: str) -> None:
         print(text, file=self.stream)
@@ -64,14 +65,14 @@ class LiveProgress(PlainProgress):
                          get_renderable=self._render, transient=True)
         self.live.start()
 
-    def report(self, label, mnemonic, status, elapsed):
+    def report(self, label, mnemonic, status, elapsed, node):
         if status in self.counts:
             self.counts[status] += 1
         if status in (Status.EXECUTED, Status.REMOTE_HIT, Status.FAILED, Status.TEST_FAILED):
             self.live.console.print(f"[{self.done}/{self.total}] " + {
                 Status.EXECUTED: "[green]built[/]", Status.REMOTE_HIT: "[cyan]remote hit[/]",
                 Status.FAILED: "[red]FAILED[/]", Status.TEST_FAILED: "[red]FAILED[/]"}[status]
-                + f" {label} ({mnemonic}, {elapsed:.1f}s)", highlight=False)
+                + f" {label} ({mnemonic}, {elapsed:.1f}s){where(node)}", highlight=False)
 
     def _render(self):
         from rich.table import Table
@@ -123,6 +124,11 @@ class TransferProgress:
         return text
 
 
+def where(node: str | None) -> str:
+    """" on node 3f2a9c1e" for an action a cluster ran (Ray node ids are long hex strings)."""
+    return f" on node {node[:8]}" if node else ""
+
+
 def make_progress(total: int, stream=None):
     stream = stream or sys.stderr
     return LiveProgress(total, stream) if stream.isatty() else PlainProgress(total, stream)
@@ -133,16 +139,18 @@ def summary_line(summary: BuildSummary) -> str:
         targets=len(summary.outcomes), executed=summary.count(Status.EXECUTED),
         up_to_date=summary.count(Status.UP_TO_DATE), hits=summary.count(Status.LOCAL_HIT),
         remote=summary.count(Status.REMOTE_HIT), failed=summary.count(Status.FAILED, Status.TEST_FAILED),
-        skipped=summary.count(Status.SKIPPED), wall_s=summary.wall_s,
+        skipped=summary.count(Status.SKIPPED), wall_s=summary.wall_s, executed_remotely=summary.remote_executions,
     )
 
 
 def summary_text(*, targets: int, executed: int, up_to_date: int, hits: int, remote: int, failed: int,
-                 skipped: int, wall_s: float) -> str:
+                 skipped: int, wall_s: float, executed_remotely: int = 0) -> str:
     """The one summary line every build ends with (also the no-op fast path's; tests parse it)."""
     verdict = "OK" if failed + skipped == 0 else "FAILED"
     text = (f"Build {verdict}: {targets} targets, {executed} executed, "
             f"{up_to_date + hits} cached ({up_to_date} up to date, {hits} local hits), {remote} remote hits")
+    if executed_remotely:
+        text += f", {executed_remotely} executed remotely"
     if failed or skipped:
         text += f", {failed} failed, {skipped} skipped"
     return text + f" in {wall_s:.2f}s"

@@ -3,7 +3,8 @@
 #  - nginx with the WebDAV module (the remote cache server the tests start on 127.0.0.1);
 #  - docker (Debian's docker.io) with a running daemon, and busybox-static: container toolchain
 #    tests build their images from local files (docker import / docker load), never pulling;
-#  - mlbuild itself, editable, with the test and example extras;
+#  - mlbuild itself, editable, with the test and example extras and Ray (the distributed tests'
+#    simulated cluster);
 #  - a wheelhouse of the example toolchains' pinned requirements, so the tests build those
 #    virtual environments offline (PIP_NO_INDEX + PIP_FIND_LINKS) instead of touching a registry.
 set -euo pipefail
@@ -48,7 +49,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq chromium >/dev/null
 fi
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test,ray]'
 
 wheelhouse=.wheelhouse
 mkdir -p "$wheelhouse"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ..distributed.placement import runs_remotely
 from ..errors import EXIT_BUILD_FAILED, NothingToDoError
 from ..execution import noop
 from ..execution.outcome import Status
@@ -20,7 +21,7 @@ from ..progress import make_progress, summary_line, summary_text
 from ..toolchains.host import gpus
 from .completion import complete_labels
 from .main import cli
-from .options import build_options, make_remote, to_build_options
+from .options import build_options, make_cluster, make_remote, to_build_options
 from .session import Session, config_tokens
 
 
@@ -37,18 +38,37 @@ def sweep_option(f):
     )(f)
 
 
-def _run_build(session: Session, graph, kwargs, *, tests=None, force=None):
-    progress = make_progress(len(graph))
-    trace = TraceRecorder() if kwargs.get("profile") else None
-    remote = make_remote(kwargs, session.workspace.settings, lambda message: progress.message(f"warning: {message}"))
-    builder = session.builder(to_build_options(kwargs, len(gpus()), session.distdirs), progress, remote=remote,
-                              observers=[trace] if trace else ())
+def _run_build(session: Session, graph, kwargs, *, tests=None, force=None, toplevel=None):
+    settings = session.workspace.settings
+    progress = None
+
+    def warn(message: str) -> None:
+        if progress is not None:
+            progress.message(f"warning: {message}")
+        else:
+            click.echo(f"warning: {message}", err=True)
+
+    remote = make_remote(kwargs, settings, warn)
+    cluster = None
     try:
-        summary = builder.build(graph, tests=tests, force=force)
+        cluster = make_cluster(kwargs, settings, remote)
+        if cluster is not None:  # a cluster that cannot run this build is refused before anything runs
+            cluster.check([t.action for t in graph.values() if t.action is not None and runs_remotely(t.action, None)])
+        options = to_build_options(kwargs, len(gpus()) if cluster is None else 0, session.distdirs, settings,
+                                   cluster.capacity() if cluster is not None else None)
+        progress = make_progress(len(graph))
+        trace = TraceRecorder() if kwargs.get("profile") else None
+        builder = session.builder(options, progress, remote=remote, observers=[trace] if trace else (),
+                                  cluster=cluster)
+        try:
+            summary = builder.build(graph, tests=tests, force=force, toplevel=toplevel)
+        finally:
+            progress.close()
+            if trace:
+                trace.write(Path(kwargs["profile"]))
     finally:
-        progress.close()
-        if trace:
-            trace.write(Path(kwargs["profile"]))
+        if cluster is not None:
+            cluster.close()
         if remote is not None:
             remote.close()
     internal = summary.internal_error()
@@ -95,7 +115,7 @@ def build(ctx, targets, **kwargs):
     start = time.monotonic()
     root = find_workspace_root(Path(ctx.obj.workspace or ".").resolve())
     request = ["build", sorted(targets), config_tokens(kwargs["configs"]), str(ctx.obj.cache_root()),
-               list(kwargs["sweeps"])]
+               list(kwargs["sweeps"]), kwargs["executor"], kwargs["remote_download"]]
     recorded = noop.check(root, request)
     if recorded is not None:
         targets_count, output_root = recorded
@@ -103,9 +123,9 @@ def build(ctx, targets, **kwargs):
         click.echo(summary_text(targets=targets_count, executed=0, up_to_date=targets_count, hits=0, remote=0,
                                 failed=0, skipped=0, wall_s=time.monotonic() - start), err=True)
         return
-    session, _requests, graph = _start(ctx, targets, kwargs)
+    session, requests, graph = _start(ctx, targets, kwargs)
     graph = _without_tests(graph)
-    builder, summary = _run_build(session, graph, kwargs)
+    builder, summary = _run_build(session, graph, kwargs, toplevel={request.node for request in requests})
     if not summary.ok:
         sys.exit(EXIT_BUILD_FAILED)
     outputs = [stat[0] for label, target in graph.items() if target.action is not None
@@ -128,7 +148,7 @@ def run(ctx, target, **kwargs):
         raise NothingToDoError(f"{node} has nothing to run",
                                hint="give a command target a 'run' attribute, or run a bench target")
     runnable = {label: t for label, t in graph.items() if label != node or not configured.is_test}
-    builder, summary = _run_build(session, runnable, kwargs)
+    builder, summary = _run_build(session, runnable, kwargs, toplevel={node})
     if not summary.ok:
         sys.exit(EXIT_BUILD_FAILED)
     click.echo(f"running {node} ...", err=True)
@@ -152,7 +172,7 @@ def test(ctx, targets, no_cache_test_results, results_json, junit_xml, report, *
     if not requests:
         raise NothingToDoError(f"no test or bench targets in {' '.join(targets)}")
     tests = {request.node for request in requests}
-    builder, summary = _run_build(session, graph, kwargs, tests=tests,
+    builder, summary = _run_build(session, graph, kwargs, tests=tests, toplevel=tests,
                                   force=tests if no_cache_test_results else None)
     rows = test_rows(requests, summary)
     click.echo(format_table(rows))

@@ -43,6 +43,13 @@ def build_options(f):
         click.option("--downloader-config", metavar="FILE",
                      help="URL rewrites for downloads, lines of `rewrite REGEX REPLACEMENT` (internal mirrors)."),
         click.option("--profile", metavar="FILE", help="Write a Chrome trace-event JSON of the build."),
+        click.option("--executor", type=click.Choice(EXECUTOR_KINDS), default=None,
+                     help="Where actions run: this machine, or a Ray cluster (needs --remote-cache)."),
+        click.option("--ray-address", metavar="HOST:PORT", envvar="MLBUILD_RAY_ADDRESS",
+                     help="The Ray cluster for --executor=ray (what `ray start --head` printed)."),
+        click.option("--remote-download", type=click.Choice(REMOTE_DOWNLOADS), default=None,
+                     help="Which outputs built or cached remotely come here: only what local actions need, "
+                          "the requested targets', or all (default: toplevel with --executor=ray, else all)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -72,18 +79,43 @@ def make_remote(kwargs: dict, settings: dict, warn):
     return RemoteCache(options, warn)
 
 
-def to_build_options(kwargs: dict, gpus_detected: int, distdirs: tuple = ()) -> BuildOptions:
+EXECUTOR_KINDS = ("local", "ray")
+REMOTE_DOWNLOADS = ("minimal", "toplevel", "all")
+
+
+def setting(kwargs: dict, settings: dict, name: str):
+    """A flag's value, else the root BUILD.yaml's `workspace:` setting of the same name."""
+    value = kwargs.get(name)
+    return settings.get(name) if value is None else value
+
+
+def make_cluster(kwargs: dict, settings: dict, remote):
+    """The Ray cluster, connected, for --executor=ray (flag or workspace setting); else None."""
+    if (setting(kwargs, settings, "executor") or "local") == "local":
+        return None
+    from ..distributed.ray_runner import RayCluster
+
+    address = setting(kwargs, settings, "ray_address")
+    return RayCluster(address and str(address), remote).connect()
+
+
+def to_build_options(kwargs: dict, gpus_detected: int, distdirs: tuple = (), settings: dict | None = None,
+                     cluster: tuple[int, int] | None = None) -> BuildOptions:
+    """`cluster`: the (CPUs, GPUs) of a remote executor, which bound what may be in flight."""
     from pathlib import Path
 
     config = kwargs.get("downloader_config")
     if config:
         from ..downloads import load_rewrites  # imports requests: only when asked for
+    download = setting(kwargs, settings or {}, "remote_download") or ("toplevel" if cluster else "all")
+    cpus, gpus = cluster or (default_jobs(), gpus_detected)
     return BuildOptions(
-        jobs=kwargs.get("jobs") or default_jobs(),
+        jobs=kwargs.get("jobs") or cpus,
         keep_going=kwargs.get("keep_going", False),
-        gpus=kwargs["gpus"] if kwargs.get("gpus") is not None else gpus_detected,
+        gpus=kwargs["gpus"] if kwargs.get("gpus") is not None else gpus,
         memory_mb=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20,
         upload=kwargs.get("remote_upload", True),
         distdirs=distdirs,
         rewrites=tuple(load_rewrites(Path(config))) if config else (),
+        remote_download=download,
     )

@@ -84,9 +84,20 @@ class Session:
         self.workspace.save_caches()
         return requests, analyzer.targets
 
-    def builder(self, build_options: BuildOptions, progress, remote=None, observers=()) -> Builder:
+    def builder(self, build_options: BuildOptions, progress, remote=None, observers=(), cluster=None) -> Builder:
+        """`cluster`: a connected RayCluster that runs the actions not kept on this machine."""
+        executor = None if cluster is None else functools.partial(self._ray_runner, cluster, remote)
         return Builder(self.workspace, self.cache, self.configuration, remote=remote, progress=progress,
-                       options=build_options, executors={**BUILTIN_EXECUTORS, **EXECUTORS}, observers=observers)
+                       options=build_options, executors={**BUILTIN_EXECUTORS, **EXECUTORS}, observers=observers,
+                       executor=executor)
+
+    def _ray_runner(self, cluster, remote, sandboxes):
+        """The bottom of the runner stack with --executor=ray: the cluster, above local sandboxes."""
+        from ..distributed.ray_runner import RayRunner
+        from ..distributed.task import toolchain_spec
+
+        return RayRunner(cluster, remote, self.cache, self.workspace.root,
+                         functools.partial(toolchain_spec, self.toolchains), sandboxes)
 
 
 def resolve_distdirs(flags, workspace: Workspace) -> tuple[Path, ...]:

@@ -19,6 +19,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Callable
 
 import filelock
 
@@ -45,6 +46,7 @@ class BuildOptions:
     upload: bool = True
     distdirs: tuple = ()  # directories searched for downloads before any URL
     rewrites: tuple = ()  # (regex, replacement) URL rewrites, e.g. to an internal mirror
+    remote_download: str = "all"  # which remotely held outputs come here: minimal, toplevel, all
 
 
 @dataclass
@@ -54,6 +56,10 @@ class BuildSummary:
 
     def count(self, *statuses: Status) -> int:
         return sum(1 for o in self.outcomes.values() if o.status in statuses)
+
+    @property
+    def remote_executions(self) -> int:
+        return sum(1 for o in self.outcomes.values() if o.node is not None)
 
     @property
     def ok(self) -> bool:
@@ -80,9 +86,11 @@ class BuildSummary:
 
 class Builder:
     def __init__(self, workspace, cache, configuration, *, remote=None, progress=None, options=None,
-                 executors=None, observers=(), runner: Runner | None = None):
+                 executors=None, observers=(), runner: Runner | None = None,
+                 executor: Callable[[SandboxRunner], Runner] | None = None):
         """`executors`: Action.executor -> function (default: the built-in ones); `runner`: the
-        bottom of the runner stack (default: sandboxed local execution)."""
+        bottom of the runner stack (default: sandboxed local execution); `executor`: makes the
+        bottom from the local sandbox runner instead (a remote executor keeps some actions here)."""
         self.workspace = workspace
         self.cache = cache
         self.configuration = configuration
@@ -97,22 +105,28 @@ class Builder:
             distdirs=self.options.distdirs, rewrites=self.options.rewrites, warn=self.warn,
             progress=progress.download if progress is not None else None,
         )
+        fetch = None if remote is None else (
+            lambda digest, executable, needed_by: remote.fetch_blob(digest, executable, cache, needed_by))
         self.sandboxes = SandboxRunner(self.context, executors or BUILTIN_EXECUTORS, workspace.root,
-                                       cache.root / "sandbox")
+                                       cache.root / "sandbox", fetch=fetch)
         self.commits = GroupCommit(cache.actions)
-        self.runner = runner_stack(cache, remote, runner or self.sandboxes, self.commits, upload=self.options.upload)
+        bottom = runner or (executor(self.sandboxes) if executor is not None else self.sandboxes)
+        self.runner = runner_stack(cache, remote, bottom, self.commits, upload=self.options.upload)
         self.results: dict[str, object] = {}  # label -> ActionResult, as targets complete
         self._keys: dict[str, tuple[str, list[Input]]] = {}
         self._lock = threading.Lock()
 
     # -- public ------------------------------------------------------------------------
-    def build(self, graph: dict, *, tests: set | None = None, force: set | None = None) -> BuildSummary:
+    def build(self, graph: dict, *, tests: set | None = None, force: set | None = None,
+              toplevel: set | None = None) -> BuildSummary:
         """Build every target of `graph` (a closed set of ConfiguredTargets).
 
         Targets in `tests` are test-like: their failure is reported, not cached. Targets in
-        `force` bypass every cache (e.g. --no-cache-test-results).
+        `force` bypass every cache (e.g. --no-cache-test-results). `toplevel` (default: all)
+        are the requested ones, whose outputs --remote-download=toplevel brings here.
         """
         self.graph = graph
+        self.toplevel = set(graph) if toplevel is None else toplevel
         self._targets = {str(label): target for label, target in graph.items()}
         self.tests = tests or set()
         self.force = force or set()
@@ -207,10 +221,16 @@ class Builder:
             return None
         key, _ = self.key_of(label)
         previous = self.state.get(str(label))
-        if previous is not None and previous.key == key and intact(previous):
+        if (previous is not None and previous.key == key and intact(previous)
+                and (previous.materialized or not self._wanted(label))):
             self.results[str(label)] = previous.result
             return Outcome(Status.UP_TO_DATE, previous.result)
         return None
+
+    def _wanted(self, label) -> bool:
+        """Whether `label`'s outputs come here when they are only in the remote CAS."""
+        mode = self.options.remote_download
+        return mode == "all" or (mode == "toplevel" and label in self.toplevel)
 
     def _work(self, label) -> Outcome:
         action: Action = self.graph[label].action
@@ -220,8 +240,10 @@ class Builder:
             target = self._targets[dep]
             self.output_tree.readopt(target.alias_of or target.label, result)
         record_key_components(self.cache.root, key, action, inputs)
+        previous = self.state.get(str(label))
         request = ActionRequest(action, key, tuple(inputs), dep_results, is_test=label in self.tests,
-                                cacheable=action.cacheable and label not in self.force)
+                                cacheable=action.cacheable and label not in self.force, download=self._wanted(label),
+                                last_duration_s=previous.result.duration_s if previous else None)
         try:
             outcome = self.runner.run(request)
         except UserError as exc:
@@ -231,18 +253,21 @@ class Builder:
         except UserError as exc:  # a file blocks the target's output directory
             return Outcome(Status.FAILED, error=exc)
         if outcome.result.exit_code != 0:
-            return Outcome(Status.TEST_FAILED, outcome.result)
+            return Outcome(Status.TEST_FAILED, outcome.result, node=outcome.node)
         return outcome
 
     # -- pieces ----------------------------------------------------------------------------
     def _materialize(self, label, key: str, result) -> None:
-        directory = self.output_tree.materialize(label, result)
+        """Lay the outputs out if they are here; those left in the remote CAS get no directory."""
+        here = self.cache.cas.holds(result)
+        directory = self.output_tree.materialize(label, result) if here else self.output_tree.remove(label)
         self.results[str(label)] = result
         if result.exit_code == 0:
+            stats = snapshot(directory, result) if here else ()
             with self._lock:
                 before = self.state.get(str(label))
                 previous_key = before and (before.previous_key if before.key == key else before.key)
-                self.state.record(str(label), TargetState(key, result, snapshot(directory, result), previous_key))
+                self.state.record(str(label), TargetState(key, result, stats, previous_key, materialized=here))
 
     def _estimate(self, label) -> float:
         previous = self.state.get(str(label))

@@ -38,6 +38,7 @@ class Outcome:
     result: ActionResult | None = None  # what the action produced (or reused)
     error: BaseException | None = None  # why it FAILED
     blocked_by: Hashable | None = None  # the failed dependency that SKIPPED it
+    node: str | None = None  # the cluster node that EXECUTED it, when a remote executor did
 
     def __post_init__(self):
         object.__setattr__(self, "status", Status(self.status))  # "executed" reads as Status.EXECUTED

@@ -33,13 +33,18 @@ class OutputTree:
 
     def materialize(self, label, result: ActionResult) -> Path:
         """Replace `label`'s directory by `result`'s outputs; returns the directory."""
+        directory = self.remove(label)
+        make_directory(directory, f"the output directory of {label}")
+        lay_out(directory, result, self.cas)
+        return directory
+
+    def remove(self, label) -> Path:
+        """Drop `label`'s directory (also all a result left in the remote CAS gets); returns it."""
         directory = self.directory(label)
         if directory.is_dir() and not directory.is_symlink():
             shutil.rmtree(directory)  # only this target's: analysis keeps targets' directories apart
         elif os.path.lexists(directory):
             directory.unlink()
-        make_directory(directory, f"the output directory of {label}")
-        lay_out(directory, result, self.cas)
         return directory
 
     def readopt(self, label, result: ActionResult) -> None:
@@ -47,7 +52,7 @@ class OutputTree:
         tree (the caller knows the tree is intact: same stats as when it was written)."""
         directory = self.directory(label)
         for output in result.outputs:
-            if not self.cas.contains(output.digest, output.executable):
+            if not self.cas.contains(output.digest, output.executable) and (directory / output.path).is_file():
                 self.cas.put_file(directory / output.path, output.executable, digest=output.digest, take=True)
 
     def point_convenience_link(self) -> None:

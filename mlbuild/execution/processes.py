@@ -6,9 +6,11 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 
 _GRACE_S = 2.0
+_POLL_S = 1.0  # the longest a wait blocks without looking at pending interrupts
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,13 @@ class ProcessRunner:
             cancelled = self._cancelled.is_set()
         if cancelled:  # cancel_all ran between the check above and Popen
             _kill_group(process)
-        timed_out = False
         try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = _wait(process, timeout_s)
+            if timed_out:
+                _kill_group(process)
+        except BaseException:  # interrupted (Ctrl-C, a cancelled remote task): take the tree along
             _kill_group(process)
+            raise
         finally:
             with self._lock:
                 self._running.discard(process)
@@ -55,6 +58,21 @@ class ProcessRunner:
             running = list(self._running)
         for process in running:
             _kill_group(process)
+
+
+def _wait(process: subprocess.Popen, timeout_s: float | None) -> bool:
+    """Wait for `process`, True if it ran past `timeout_s`. Polls (subprocess's own timed wait):
+    a blocking waitpid would not see an interrupt raised in this thread without a signal, which
+    is how Ray cancels a running task."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        remaining = _POLL_S if deadline is None else min(_POLL_S, max(0.0, deadline - time.monotonic()))
+        try:
+            process.wait(timeout=remaining)
+            return False
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() >= deadline:
+                return True
 
 
 def _kill_group(process: subprocess.Popen) -> None:

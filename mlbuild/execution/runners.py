@@ -22,15 +22,20 @@ What a runner receives, `ActionRequest` (frozen):
                ((name, install dir on this machine) behind the placeholders, not keyed);
   key          its action key (execution/keys.py);
   inputs       every input with its digest, at the sandbox path the action reads it;
-  dep_results  dependency label -> its ActionResult; every blob they name is in the local CAS;
+  dep_results  dependency label -> its ActionResult; its blobs are in the local CAS, or (build
+               without the bytes) in the remote one, which `fetch` brings them from;
   is_test      a test or benchmark: failing is a result (exit_code 1, `failure` set), not an error;
   cacheable    False when the action is tagged no-cache or the user forced it to run: no tier
-               may answer from a cache or store the result.
+               may answer from a cache or store the result;
+  download     bring the result's blobs here even if it was found or made remotely (the
+               requested targets' with --remote-download=toplevel, every one with all);
+  last_duration_s  how long it ran last time, if known (a remote executor keeps tiny ones here).
 
 What it returns: an `Outcome` whose `status` says where the result came from (LOCAL_HIT,
-REMOTE_HIT or EXECUTED) and whose `result` is an ActionResult with every blob it names in the
-local CAS (the builder lays the output tree out from there). A failure that is not a test's
-raises ActionError (or another UserError) with the message the user will see.
+REMOTE_HIT or EXECUTED, with the `node` when a remote executor ran it) and whose `result` is an
+ActionResult whose blobs are in the local CAS when `download` was asked or it ran here (the
+builder lays the output tree out from there), else in the remote CAS. A failure that is not a
+test's raises ActionError (or another UserError) with the message the user will see.
 
 Also on every runner:
   cancel()     stop running actions now (fail-fast, Ctrl-C); a wrapping tier forwards it;
@@ -38,7 +43,8 @@ Also on every runner:
 
 To add an executor (Ray, a container), write a runner that takes the SandboxRunner's place at
 the bottom of the stack, or wraps it and delegates what it does not handle, and pass it to
-`runner_stack` (the Builder's `runner` argument). It must honour the contract above: write
+`runner_stack` (the Builder's `runner` argument, or its `executor` factory for one that wraps
+the SandboxRunner: distributed/ray_runner.py). It must honour the contract above: write
 results' blobs into the local CAS (or fetch them there) before returning, and read the action's
 inputs only from `inputs`/`dep_results`, the workspace sources and the CAS. In-process pieces an
 executor needs (process runner, CAS, locks, distdirs, URL rewrites, warnings, progress) are in
@@ -49,7 +55,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 from ..actions import Action, Input
 from ..errors import ActionError
@@ -70,6 +76,8 @@ class ActionRequest:
     dep_results: Mapping[str, ActionResult]
     is_test: bool = False
     cacheable: bool = True
+    download: bool = True
+    last_duration_s: float | None = None
 
 
 class Runner(Protocol):
@@ -118,7 +126,8 @@ class LocalCacheRunner(WrappingRunner):
             if result is not None:
                 return Outcome(Status.LOCAL_HIT, result)
             outcome = self.inner.run(request)
-            if outcome.status == Status.EXECUTED and outcome.result.exit_code == 0:
+            if (outcome.status == Status.EXECUTED and outcome.result.exit_code == 0
+                    and self.cache.cas.holds(outcome.result)):  # not when they stayed remote
                 self.commits.store(request.key, outcome.result, then=release)
                 release = None
             return outcome
@@ -129,7 +138,8 @@ class LocalCacheRunner(WrappingRunner):
 
 class RemoteCacheRunner(WrappingRunner):
     """The remote cache: a hit's blobs are verified into the local CAS and its entry recorded
-    locally (RemoteCache.fetch); a passing execution is published unless uploads are off."""
+    locally (RemoteCache.fetch), unless the request wants no download; a passing local execution
+    is published unless uploads are off (a remote executor's workers publish their own)."""
 
     def __init__(self, remote, cache: LocalCache, inner: Runner, upload: bool = True):
         super().__init__(inner)
@@ -140,33 +150,48 @@ class RemoteCacheRunner(WrappingRunner):
     def run(self, request: ActionRequest) -> Outcome:
         shared = request.cacheable and request.action.remotable
         if shared:
-            result = self.remote.fetch(request.key, self.cache)
+            result = self.remote.fetch(request.key, self.cache, blobs=request.download)
             if result is not None:
                 return Outcome(Status.REMOTE_HIT, result)
         outcome = self.inner.run(request)
-        if shared and self.upload and outcome.status == Status.EXECUTED and outcome.result.exit_code == 0:
+        if (shared and self.upload and outcome.status == Status.EXECUTED and outcome.node is None
+                and outcome.result.exit_code == 0):
             self.remote.publish(request.key, outcome.result, self.cache)
         return outcome
 
 
 class SandboxRunner:
     """Local execution: stage the inputs in a fresh sandbox, run the action's executor, check
-    it left its hardlinked inputs alone, collect the declared outputs into the CAS."""
+    it left its hardlinked inputs alone, collect the declared outputs into the CAS.
 
-    def __init__(self, context: ExecutorContext, executors: Mapping[str, Executor], workspace_root: Path,
-                 sandbox_base: Path):
+    Inputs staged from the CAS that are not there come from `fetch(digest, executable,
+    needed_by)` (the remote cache, under build without the bytes). Without a workspace
+    (`workspace_root=None`: a remote worker) the sources come from the CAS too, by digest.
+    """
+
+    def __init__(self, context: ExecutorContext, executors: Mapping[str, Executor], workspace_root: Path | None,
+                 sandbox_base: Path, fetch: Callable[[str, bool, str], None] | None = None):
         self.context = context
         self.executors = executors
         self.workspace_root = workspace_root
         self.sandbox_base = sandbox_base
+        self.fetch = fetch
         sweep_stale(sandbox_base)
         self._disposal = Disposal(sandbox_base)  # deleting sandboxes costs the next actions nothing
 
     def run(self, request: ActionRequest) -> Outcome:
         action = request.action
+        from_workspace = set() if self.workspace_root is None else {path for path, _ in action.sources}
+        self._fetch_missing(action.label, [(i.digest, i.executable) for i in request.inputs
+                                           if i.path not in from_workspace])
         sandbox = Sandbox(self.sandbox_base, action)
         try:
-            sandbox.stage(self.workspace_root, request.dep_results, self.context.cas)
+            if self.workspace_root is None:
+                sources = dict(action.sources)
+                sandbox.stage_from_cas([i for i in request.inputs if i.path in sources], request.dep_results,
+                                       self.context.cas)
+            else:
+                sandbox.stage(self.workspace_root, request.dep_results, self.context.cas)
             logs = sandbox.root.with_name(sandbox.root.name + ".logs")
             logs.mkdir()
             try:
@@ -209,8 +234,18 @@ class SandboxRunner:
             report=execution.report if execution else None, failure=failure,
         )
 
+    def _fetch_missing(self, label: str, blobs: list[tuple[str, bool]]) -> None:
+        """Bring here the blobs to stage that only the remote CAS has."""
+        for digest, executable in blobs:
+            if not self.context.cas.contains(digest, executable):
+                if self.fetch is None:
+                    raise ActionError(f"{label}: input blob {digest} is in no cache",
+                                      hint="configure the remote cache it was built with, or clean and rebuild")
+                self.fetch(digest, executable, label)
+
     def run_in_foreground(self, action: Action, dep_results: Mapping[str, ActionResult]) -> int:
         """Run an uncached action (`mlbuild run`) with its output streamed; its exit code."""
+        self._fetch_missing(action.label, [(o.digest, o.executable) for r in dep_results.values() for o in r.outputs])
         sandbox = Sandbox(self.sandbox_base, action)
         try:
             sandbox.stage(self.workspace_root, dep_results, self.context.cas)

@@ -16,8 +16,9 @@ import subprocess
 import threading
 import uuid
 from pathlib import Path
+from typing import Iterable, Mapping
 
-from ..actions import SANDBOX_PLACEHOLDER, Action, output_dir, toolchain_root_placeholder
+from ..actions import SANDBOX_PLACEHOLDER, Action, Input, output_dir, toolchain_root_placeholder
 from ..errors import ActionError
 from ..storage.action_cache import ActionResult
 from ..storage.cas import ContentStore
@@ -46,11 +47,22 @@ class Sandbox:
     def argv(self) -> list[str]:
         return [self.substitute(a) for a in self.action.argv]
 
-    def stage(self, workspace_root: Path, dep_results: dict[str, ActionResult], cas: ContentStore) -> None:
+    def stage(self, workspace_root: Path, dep_results: Mapping[str, ActionResult], cas: ContentStore) -> None:
+        """Lay out the sources from the workspace and the deps' outputs from the CAS."""
+        sources = [(workspace_root / relative, sandbox_path, None) for sandbox_path, relative in self.action.sources]
+        self._stage(sources, dep_results, cas)
+
+    def stage_from_cas(self, sources: Iterable[Input], dep_results: Mapping[str, ActionResult],
+                       cas: ContentStore) -> None:
+        """Lay out everything from the CAS: a remote worker has the sources' blobs, not the workspace."""
+        self._stage([(cas.blob_path(i.digest, i.executable), i.path, i.digest) for i in sources], dep_results, cas)
+
+    def _stage(self, sources: list[tuple[Path, str, str | None]], dep_results: Mapping[str, ActionResult],
+               cas: ContentStore) -> None:
         self._cas = cas
         self._linked: list[tuple[Path, tuple, str | None]] = []  # (staged file, stat, CAS digest)
-        for sandbox_path, relative in self.action.sources:
-            self._stage_file(workspace_root / relative, self.root / sandbox_path, None)
+        for src, sandbox_path, digest in sources:
+            self._stage_file(src, self.root / sandbox_path, digest)
         for label, result in dep_results.items():
             directory = self.root / self.action.dep_dir(label)
             for sub in result.directories:

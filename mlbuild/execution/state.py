@@ -22,6 +22,7 @@ class TargetState:
     result: ActionResult
     stats: tuple[tuple[str, int, int, int], ...]  # (file, size, mtime_ns, inode)
     previous_key: str | None = None  # the key before the last change, for `explain`
+    materialized: bool = True  # False: the outputs stayed in the remote CAS (build without the bytes)
 
 
 def snapshot(directory: Path, result: ActionResult) -> tuple[tuple[str, int, int, int], ...]:

@@ -55,6 +55,9 @@ WORKSPACE_SETTINGS = Record({
     "remote_timeout": Number(minimum=0.001, maximum=3600),
     "remote_max_upload_size": Text("a size like 500M or 2G", scalar=True,
                                    pattern=r"\s*\d+(\.\d+)?\s*([KMGTkmgt]?)(i?[Bb])?\s*"),
+    "executor": Choice("local", "ray"),
+    "ray_address": Text("a Ray cluster address like HOST:PORT", scalar=True),
+    "remote_download": Choice("minimal", "toplevel", "all"),
 }, "a mapping of workspace settings", fill=False, noun="setting")
 
 ROOT = Record({

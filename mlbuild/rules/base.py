@@ -52,11 +52,13 @@ def Attr(kind: str | Schema, default=None, required: bool = False, doc: str = ""
 RESOURCE_TYPES = {
     "cpus": Number(minimum=0, maximum=4096), "gpus": Integer(minimum=0, maximum=1024),
     "memory_mb": Integer(minimum=0, maximum=2**40), "exclusive": Boolean(),
+    # Named resources a cluster's nodes declare (an accelerator type): placement on a remote executor.
+    "custom": MapOf(Number(minimum=0, maximum=4096), expected="a mapping of resource names to amounts"),
 }
 _CONFIG_TEXT = Text("a {{config:GROUP}} placeholder", pattern=r".*\{\{\s*config:.*\}\}.*")
 # A resource is its type, or a {{config:GROUP}} placeholder that is checked against it once expanded.
 RESOURCES = Record({key: OneOf((str, _CONFIG_TEXT), (object, kind)) for key, kind in RESOURCE_TYPES.items()},
-                   "a mapping of resources (cpus, gpus, memory_mb, exclusive)", fill=False, noun="resource")
+                   "a mapping of resources (cpus, gpus, memory_mb, exclusive, custom)", fill=False, noun="resource")
 # A dependency: a label, or a label built in another configuration (a transition, analysis/transitions.py).
 DEPS = ListOf(OneOf((str, TEXT), (dict, Record({
     "target": Field(TEXT, required=True),
@@ -299,6 +301,7 @@ class RuleContext:
             cpus=float(raw.get("cpus", 1)), gpus=int(raw.get("gpus", 0)),
             memory_mb=int(raw.get("memory_mb", 0)),
             exclusive=bool(raw.get("exclusive", False)) or "exclusive" in (self.attrs.get("tags") or []),
+            custom=tuple(sorted((str(name), float(amount)) for name, amount in (raw.get("custom") or {}).items())),
         )
 
     def action_env(self, extra: dict | None = None) -> tuple[tuple[str, str], ...]:

@@ -32,6 +32,11 @@ class ContentStore:
     def contains(self, digest: str, executable: bool = False) -> bool:
         return self.blob_path(digest, executable).is_file()
 
+    def holds(self, result) -> bool:
+        """Whether every output blob of an ActionResult is here (build without the bytes leaves
+        a remotely built one's in the remote CAS)."""
+        return all(self.contains(o.digest, o.executable) for o in result.outputs)
+
     def put_bytes(self, data: bytes) -> str:
         digest = digest_bytes(data)
         dest = self.blob_path(digest)

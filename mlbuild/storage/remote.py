@@ -30,7 +30,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from ..errors import UserError
+from ..errors import ActionError, UserError
 from ..hashing import is_digest
 from .action_cache import ActionResult
 from .local import LocalCache
@@ -110,6 +110,10 @@ class RemoteStats:
     requests: int = 0  # HTTP requests sent, retries included
 
 
+class RemoteCacheRequired(ActionError):
+    """The remote cache failed while remote execution depended on it: the action cannot go on."""
+
+
 class _Failure(Exception):
     """A remote problem, classified: `kind` selects the single warning a build prints for it.
 
@@ -174,11 +178,16 @@ class RemoteCache:
         # Blobs the server served with wrong bytes: uploaded again without trusting HEAD, so
         # the teammate who rebuilds them repairs the server for everyone.
         self._corrupt_on_server: set[str] = set()
+        # Blobs this process uploaded or found on the server: not asked about again (one HEAD
+        # per blob per process, e.g. the empty log every action has, on a remote worker).
+        self._on_server: set[str] = set()
 
-    def fetch(self, key: str, local: LocalCache) -> ActionResult | None:
+    def fetch(self, key: str, local: LocalCache, *, blobs: bool = True) -> ActionResult | None:
         """The result the remote holds for `key`, with every blob verified into `local`; else None.
 
-        On success the entry is also recorded in `local`'s action cache.
+        On success the entry is also recorded in `local`'s action cache. With `blobs=False`
+        only the manifest comes (build without the bytes): its blobs stay on the server until
+        something needs them (`fetch_blob`), and `local` records nothing.
         """
         if self._abandoned:
             return None
@@ -188,13 +197,14 @@ class RemoteCache:
                 self._count(misses=1)
                 return None
             result = self._parse(key, body)
-            for digest, executable in sorted(_blobs(result)):
+            for digest, executable in sorted(_blobs(result)) if blobs else ():
                 if not local.cas.verify(digest, executable):
                     self._retrying(partial(self._download, key, digest, executable, local))
         except _Failure as failure:
             self._fail(failure)
             return None
-        local.actions.store(key, result)
+        if blobs:
+            local.actions.store(key, result)
         self._count(hits=1)
         return result
 
@@ -220,6 +230,42 @@ class RemoteCache:
             self._retrying(partial(self._put_manifest, key, result.to_json()))
         except _Failure as failure:
             self._fail(failure)
+
+    # -- remote execution: the remote is where inputs and outputs live, so failures raise --
+
+    def fetch_blob(self, digest: str, executable: bool, local: LocalCache, needed_by: str) -> None:
+        """Bring one blob into `local`'s CAS, verified, unless it is already there."""
+        if not local.cas.verify(digest, executable):
+            self._required(partial(self._download, needed_by, digest, executable, local),
+                           f"{needed_by}: cannot fetch blob {digest}")
+
+    def upload_file(self, digest: str, path: Path, needed_by: str) -> None:
+        """Put a file the caller has hashed (a workspace source) unless the server has it."""
+        self._required(partial(self._put_blob, needed_by, digest, path, None), f"{needed_by}: cannot upload {path}")
+
+    def upload_blob(self, digest: str, executable: bool, local: LocalCache, needed_by: str) -> None:
+        """Put one blob of `local`'s CAS unless the server has it."""
+        self._required(partial(self._upload, needed_by, digest, executable, local),
+                       f"{needed_by}: cannot upload blob {digest}")
+
+    def upload_result(self, key: str, result: ActionResult, local: LocalCache, *, manifest: bool) -> None:
+        """Put every blob of `result` from `local`, then (if `manifest`) its action-cache entry."""
+        for digest, executable in dict(sorted(_blobs(result))).items():
+            self.upload_blob(digest, executable, local, key)
+        if manifest:
+            self._required(partial(self._put_manifest, key, result.to_json()), f"cannot upload entry {key}")
+
+    def _required(self, attempt: Callable[[], T], what: str) -> T:
+        """`attempt`, retried like any exchange, but its failure is the action's: no local fallback."""
+        try:
+            return self._retrying(attempt)
+        except _Failure as failure:
+            reason = failure.message.split("; ")[0] or f"remote cache {self.url} abandoned after repeated failures"
+            raise RemoteCacheRequired(
+                f"{what}: {reason}",
+                hint="remote execution keeps every input and output in the remote cache: "
+                "check that it is up and reachable from the client and every node",
+            ) from None
 
     def close(self) -> None:
         self._session.close()
@@ -254,6 +300,7 @@ class RemoteCache:
                     size = f.tell()
             if not local.cas.adopt(tmp, digest, executable):
                 self._corrupt_on_server.add(digest)
+                self._on_server.discard(digest)
                 raise _Failure(
                     "corrupt",
                     f"remote cache: blob {digest} from {self.url} does not match its digest; "
@@ -265,15 +312,22 @@ class RemoteCache:
 
     def _upload(self, key: str, digest: str, executable: bool, local: LocalCache) -> None:
         """PUT one blob unless the server has it; a local blob that fails verification never goes."""
-        path = local.cas.blob_path(digest, executable)
+        self._put_blob(key, digest, local.cas.blob_path(digest, executable),
+                       partial(local.cas.verify, digest, executable))
+
+    def _put_blob(self, key: str, digest: str, path: Path, verify: Callable[[], bool] | None) -> None:
+        if digest in self._on_server:
+            self._count(skipped_uploads=1)
+            return
         size = path.stat().st_size
         if digest not in self._corrupt_on_server:
             with self._request("HEAD", f"cas/{digest}") as resp:
                 if resp.status_code == 200 and resp.headers.get("Content-Length") == str(size):
+                    self._on_server.add(digest)
                     self._count(skipped_uploads=1)
                     return
                 self._expect(resp, 200, 404)
-        if not local.cas.verify(digest, executable):
+        if verify is not None and not verify():
             raise _Failure(
                 "local_corrupt",
                 f"remote cache: local blob {digest} does not match its digest (deleted); "
@@ -288,6 +342,7 @@ class RemoteCache:
             ) as resp,
         ):
             self._expect(resp, 200, 201, 204)
+        self._on_server.add(digest)
         self._count(uploads=1, bytes_up=size)
 
     def _put_manifest(self, key: str, body: bytes) -> None:
