@@ -3,6 +3,7 @@
 #  - nginx with the WebDAV module (the remote cache server the tests start on 127.0.0.1);
 #  - docker (Debian's docker.io) with a running daemon, and busybox-static: container toolchain
 #    tests build their images from local files (docker import / docker load), never pulling;
+#  - chromium, headless: a test renders the HTML benchmark report;
 #  - mlbuild itself, editable, with the test and example extras and Ray (the distributed tests'
 #    simulated cluster);
 #  - a wheelhouse of the example toolchains' pinned requirements, so the tests build those
@@ -15,6 +16,7 @@ missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light libnginx-mod-http-echo)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # headless, renders the HTML report in a test
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $as_root apt-get update -qq
@@ -40,13 +42,6 @@ if ! docker version >/dev/null 2>&1; then
     wait "$dockerd_pid" 2>/dev/null || true
   done
   docker version >/dev/null 2>&1 || { echo "setup: dockerd did not start, see /tmp/mlbuild-dockerd.log" >&2; exit 1; }
-fi
-
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "setup: installing chromium (headless, for the test that renders the HTML benchmark report)"
-  if [ "$(id -u)" = 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
-  $apt_get update -qq
-  DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq chromium >/dev/null
 fi
 
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test,ray]'
