@@ -11,6 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What the test suite will run on, for reading a CI log: cores, memory, free disk.
+echo "setup: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f", $2 / 2^20}' /proc/meminfo) GiB memory," \
+  "$(df -h --output=avail /tmp | tail -1 | tr -d ' ') free in /tmp, $(df -h --output=avail . | tail -1 | tr -d ' ') here"
+
 if [ "$(id -u)" = 0 ]; then as_root=""; else as_root="sudo"; fi
 missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light libnginx-mod-http-echo)

@@ -7,8 +7,8 @@ placement can be observed; nothing else is faked. Each node has its own mlbuild 
 directory (no shared filesystem between nodes, as on a real cluster); toolchain venvs come
 from the test session's shared toolchain dir, as they would from a node's own disk.
 
-The cluster is started once per test session (its startup costs tens of seconds here) and
-left as it was found by every test; the client runs as a child process, as a user runs it.
+The cluster is started once for this directory's tests (its startup costs tens of seconds here)
+and left as it was found by every test; the client runs as a child process, as a user runs it.
 """
 
 from __future__ import annotations
@@ -85,24 +85,27 @@ def _node_env(tmp: Path, name: str) -> dict:
     return {"MLBUILD_CACHE_DIR": str(tmp / "nodes" / name / "cache")}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster(tmp_path_factory, offline_toolchains):
+    """The cluster, for this directory's tests only: idle, its 26 processes still take about a fifth
+    of a core and 1.8 GiB, which would slow every later test (and skew its LoadGen timings)."""
     tmp = tmp_path_factory.mktemp("ray")
-    # Loopback only: without this, Ray turns 127.0.0.1 into this host's network address
-    # (its "single-machine cluster" switch; the nodes and every client inherit it).
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
-    cluster = Cluster(initialize_head=True, head_node_args={
-        **NODE_ARGS, "include_dashboard": False, "env_vars": _node_env(tmp, "head")})
-    nodes = {"head": cluster.head_node}
-    nodes["cpu_node"] = cluster.add_node(**NODE_ARGS, env_vars=_node_env(tmp, "cpu_node"))
-    nodes[SIMULATED_GPU_NODE] = cluster.add_node(**NODE_ARGS, num_gpus=1,
-                                                 env_vars=_node_env(tmp, SIMULATED_GPU_NODE))
-    cluster.wait_for_nodes()
-    try:
-        yield RayCluster(cluster, cluster.address, nodes, tmp)
-    finally:
-        cluster.shutdown()
+    with pytest.MonkeyPatch.context() as env:
+        # Loopback only: without this, Ray turns 127.0.0.1 into this host's network address
+        # (its "single-machine cluster" switch; the nodes and every client inherit it).
+        env.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        env.setenv("RAY_DISABLE_USAGE_STATS", "1")
+        cluster = Cluster(initialize_head=True, head_node_args={
+            **NODE_ARGS, "include_dashboard": False, "env_vars": _node_env(tmp, "head")})
+        nodes = {"head": cluster.head_node}
+        nodes["cpu_node"] = cluster.add_node(**NODE_ARGS, env_vars=_node_env(tmp, "cpu_node"))
+        nodes[SIMULATED_GPU_NODE] = cluster.add_node(**NODE_ARGS, num_gpus=1,
+                                                     env_vars=_node_env(tmp, SIMULATED_GPU_NODE))
+        cluster.wait_for_nodes()
+        try:
+            yield RayCluster(cluster, cluster.address, nodes, tmp)
+        finally:
+            cluster.shutdown()
 
 
 @pytest.fixture

@@ -47,11 +47,14 @@ MODES = ("performance", "accuracy")
 # expected_qps x min_duration samples in one query, so an expectation below the real rate ends the
 # run before min_duration (INVALID); SingleStream/MultiStream pre-generate min_duration / expected
 # latency queries and stop once min_duration and min_query_count are met, so an expectation above the
-# real latency runs out of queries early (INVALID), one below it costs only memory. Server is judged
-# on its p99 latency against server_target_latency_ns, so it gets half the measured capacity and a
-# generous bound in run style `test`: on 2 shared cores, stalls of other processes (~150 ms seen), not
-# the model, set the tail of a short run. That bound makes a smoke test VALID; it is not MLPerf's
-# latency constraint, which a `valid` run keeps from mlperf.conf.
+# real latency runs out of queries early (INVALID), one below it costs only memory. So Offline expects
+# 1.5x the rate of the fastest rehearsal call: LoadGen only adds work to that call, and the median call
+# of a short rehearsal on a busy machine was seen at half the real rate (the run then ended before
+# min_duration). Server is judged on its p99 latency against server_target_latency_ns, so it gets half
+# the median (sustainable) capacity and a generous bound in run style `test`: on 2 shared cores,
+# stalls of other processes (~150 ms seen), not the model, set the tail of a short run. That bound
+# makes a smoke test VALID; it is not MLPerf's latency constraint, which a `valid` run keeps from
+# mlperf.conf.
 OFFLINE_QPS_FACTOR = 1.5
 LATENCY_FACTOR = 0.5
 SERVER_QPS_FACTOR = 0.5
@@ -206,23 +209,26 @@ def _timed(fn, seconds: float, warmup: int = 3) -> tuple[int, float, list[float]
 def calibrate(sut, n: int, scenario: str, samples_per_query: int, seconds: float) -> dict:
     """Time the SUT's own per-query path (engine + response building, minus LoadGen) on the real data.
 
-    What LoadGen will then see is at least this slow, so 1.5x the measured rate is above the real
-    Offline rate, and half the measured latency is below the real SingleStream/MultiStream one.
+    The fastest call bounds what LoadGen will see (it only adds work), so OFFLINE_QPS_FACTOR x its rate
+    is above the real Offline rate and half its latency below the real SingleStream/MultiStream one;
+    Server sizes its load from the median call, what the SUT sustains.
     """
     rng = np.random.default_rng(0)
     out = {"seconds": seconds}
     if scenario in ("Offline", "Server"):
         order = rng.permutation(n)[:max(sut.batch_size, min(n, 4 * sut.batch_size))]  # LoadGen's order is random
         _, _, per_call, _ = _timed(lambda: sut.rehearse(order), seconds / 2)
-        out["offline_samples_per_second"] = len(order) / float(np.median(per_call))  # median: robust to stalls
+        out["best_samples_per_second"] = len(order) / min(per_call)  # Offline: an upper bound of the rate
+        out["offline_samples_per_second"] = len(order) / float(np.median(per_call))  # Server: robust to stalls
     if scenario in ("SingleStream", "Server"):
         one = np.array([rng.integers(n)], dtype=np.intp)
         _, _, per_call, _ = _timed(lambda: sut.rehearse(one), seconds / 2)
         out["single_sample_latency_ns"] = float(np.median(per_call) * 1e9)
+        out["best_single_sample_latency_ns"] = float(min(per_call) * 1e9)
     if scenario == "MultiStream":
         query = rng.permutation(np.arange(samples_per_query) % n)
         _, _, per_call, _ = _timed(lambda: sut.rehearse(query), seconds)
-        out["query_latency_ns"] = float(np.median(per_call) * 1e9)
+        out["best_query_latency_ns"] = float(min(per_call) * 1e9)
         out["samples_per_query"] = samples_per_query
     return out
 
@@ -230,11 +236,11 @@ def calibrate(sut, n: int, scenario: str, samples_per_query: int, seconds: float
 def calibrated_targets(scenario: str, calibration: dict) -> dict:
     """The user.conf target keys for a scenario from the calibration (LoadGen's units: QPS, ms)."""
     if scenario == "Offline":
-        return {"target_qps": OFFLINE_QPS_FACTOR * calibration["offline_samples_per_second"]}
+        return {"target_qps": OFFLINE_QPS_FACTOR * calibration["best_samples_per_second"]}
     if scenario == "SingleStream":
-        return {"target_latency": LATENCY_FACTOR * calibration["single_sample_latency_ns"] / 1e6}
+        return {"target_latency": LATENCY_FACTOR * calibration["best_single_sample_latency_ns"] / 1e6}
     if scenario == "MultiStream":
-        return {"target_latency": LATENCY_FACTOR * calibration["query_latency_ns"] / 1e6}
+        return {"target_latency": LATENCY_FACTOR * calibration["best_query_latency_ns"] / 1e6}
     # Server: queries arrive one sample at a time; the worker batches what has queued up. Half of
     # the slower of the batched rate and the one-sample rate keeps the queue short.
     capacity = min(calibration["offline_samples_per_second"], 1e9 / calibration["single_sample_latency_ns"])
