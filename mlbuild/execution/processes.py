@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 _GRACE_S = 2.0
@@ -61,18 +63,40 @@ class ProcessRunner:
 
 
 def _wait(process: subprocess.Popen, timeout_s: float | None) -> bool:
-    """Wait for `process`, True if it ran past `timeout_s`. Polls (subprocess's own timed wait):
-    a blocking waitpid would not see an interrupt raised in this thread without a signal, which
-    is how Ray cancels a running task."""
+    """Wait for `process`, True if it ran past `timeout_s`. Blocks at most _POLL_S at a time: a
+    blocking waitpid would not see an interrupt raised in this thread without a signal, which is
+    how Ray cancels a running task. The exit is seen at once through a pidfd; subprocess's own
+    timed wait polls with sleeps that double from 1 ms, which for a 3 ms action costs more
+    than the action."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while True:
-        remaining = _POLL_S if deadline is None else min(_POLL_S, max(0.0, deadline - time.monotonic()))
-        try:
-            process.wait(timeout=remaining)
-            return False
-        except subprocess.TimeoutExpired:
-            if deadline is not None and time.monotonic() >= deadline:
-                return True
+    with _exit_watch(process) as exited:
+        while True:
+            remaining = _POLL_S if deadline is None else min(_POLL_S, max(0.0, deadline - time.monotonic()))
+            if exited is not None:
+                exited(remaining)
+            try:
+                process.wait(timeout=remaining if exited is None else 0)  # 0: reap it if it exited
+                return False
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return True
+
+
+@contextmanager
+def _exit_watch(process: subprocess.Popen):
+    """Yield `exited(timeout_s)`, which returns once `process` has exited or the timeout has
+    passed; None where the kernel has no pidfds (before Linux 5.3)."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):
+        yield None
+        return
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        yield lambda timeout_s: poller.poll(timeout_s * 1000)
+    finally:
+        os.close(pidfd)
 
 
 def _kill_group(process: subprocess.Popen) -> None:
