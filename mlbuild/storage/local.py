@@ -2,8 +2,8 @@
 
 Concurrency model: a build holds a shared flock on `<root>/lock` for its whole run and
 garbage collection takes it exclusively, so GC never deletes a blob a build is about to link.
-Two builds that want the same action (or download) serialize on a file lock named by its key
-(or checksum): the second waits, then finds the first one's result instead of redoing it.
+Two builds that want the same action (or download) serialize on a lock named by its key
+(or checksum, storage/named_locks.py): the second waits, then finds the first one's result instead of redoing it.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import filelock
-
 from ..hashing import StatCache
 from .action_cache import ActionCache, ActionResult
 from .cas import ContentStore
+from .named_locks import NamedLock
 
 CACHE_DIR_ENV = "MLBUILD_CACHE_DIR"
 
@@ -53,7 +52,7 @@ class LocalCache:
         self.stat_cache = StatCache(root / "statcache.pickle")
         self.cas = ContentStore(root, self.stat_cache)
         self.actions = ActionCache(root, self.cas)
-        self._lock_dir = root / "locks"
+        self._named_locks = root / "named-locks"
 
     @contextmanager
     def _flock(self, mode: int):
@@ -72,11 +71,9 @@ class LocalCache:
         """Held by garbage collection and `clean --expunge`."""
         return self._flock(fcntl.LOCK_EX)
 
-    def lock(self, name: str) -> filelock.FileLock:
+    def lock(self, name: str) -> NamedLock:
         """A lock shared by every mlbuild process on this cache: one per action key or download."""
-        path = self._lock_dir / name[:2] / f"{name}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return filelock.FileLock(path, thread_local=False)  # a group commit releases it from its thread
+        return NamedLock(self._named_locks, name)
 
     def stats(self) -> CacheStats:
         blobs = list(self.cas.iter_blobs())

@@ -1,0 +1,66 @@
+"""Locks named by an action key or a checksum, shared by every mlbuild process on one cache.
+
+Two builds that want the same action (or download) serialize on its name. A lock file per
+name would leave a file in the cache for every action ever run, and creating a file is one of
+the dearest steps of a tiny action. So every name is one byte of a single lock file, at an
+offset taken from its digest (60 bits: two names share a byte about never, and then they only
+wait for each other), locked with an open-file-description lock (F_OFD_SETLK). Such a lock
+belongs to one open of the file, so two threads of one process exclude each other as two
+processes do, any thread may release it (a group commit does), and the kernel drops it when
+its holder dies: a kill -9 leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+import time
+from pathlib import Path
+
+from ..hashing import digest_bytes
+
+_FIRST_WAIT_S = 0.001
+_LONGEST_WAIT_S = 0.05  # a wait stays short so Ctrl-C (or a cancelled Ray task) gets through
+
+
+class NamedLock:
+    def __init__(self, file: Path, name: str):
+        self._file = file
+        self._offset = int(digest_bytes(name.encode())[:15], 16)
+        self._fd: int | None = None
+
+    def _request(self, kind: int) -> bytes:
+        """A struct flock for this lock's byte (l_pid must be 0 for OFD locks)."""
+        return struct.pack("hhqqi4x", kind, os.SEEK_SET, self._offset, 1, 0)
+
+    def acquire(self) -> None:
+        """Wait until no other holder has it, then hold it."""
+        fd = os.open(self._file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            wait = _FIRST_WAIT_S
+            while True:
+                try:
+                    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._request(fcntl.F_WRLCK))
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                time.sleep(wait)
+                wait = min(2 * wait, _LONGEST_WAIT_S)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        os.close(fd)  # closing the open file description drops its lock
+
+    def __enter__(self) -> "NamedLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
