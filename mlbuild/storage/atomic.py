@@ -13,6 +13,7 @@ import ctypes
 import functools
 import os
 import pickle
+import secrets
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,8 +78,7 @@ def load_pickle(path: Path, default=None):
 
 
 def temp_path_beside(dest: Path) -> Path:
-    """A fresh temp name in dest's directory, so a later os.replace stays on one filesystem."""
+    """A fresh temp name in dest's directory (not created: a link or a download makes the file),
+    so a later os.replace stays on one filesystem."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:16]}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
+    return dest.with_name(f".{dest.name[:16]}.{secrets.token_hex(8)}.tmp")

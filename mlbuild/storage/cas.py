@@ -61,7 +61,6 @@ class ContentStore:
         from .atomic import temp_path_beside
 
         tmp = temp_path_beside(dest)
-        os.unlink(tmp)
         try:
             try:
                 if not take:
