@@ -4,9 +4,11 @@ An action runs without network unless it declares it (a `network` tag or attribu
 Bazel's block-network does: its process starts in a new, empty network namespace (even
 loopback is down), so a build step cannot quietly depend on a server, and an air-gapped
 machine behaves like a connected one. Downloads are mlbuild's own in-process work and keep
-the network. As root the namespace is a plain `unshare --net`; otherwise a user namespace
-mapping the caller to itself makes it possible; where neither works the action fails with
-a message saying so, rather than running with the network on.
+the network. As root the thread that spawns the process enters a new namespace for the spawn
+(a network namespace belongs to a thread and a child starts in its parent thread's), which
+spares exec'ing `unshare --net` before every action; otherwise a user namespace mapping the
+caller to itself makes it possible (`unshare --user --map-current-user --net`); where neither
+works the action fails with a message saying so, rather than running with the network on.
 
 An action whose toolchains include a container image runs inside that image instead: the
 sandbox is bind-mounted at the same path (so every path in argv and env holds), as the
@@ -17,10 +19,12 @@ Ctrl-C, which kills the docker client, can remove it too.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +38,7 @@ class Confined:
 
     argv: list[str]
     env: dict[str, str]
+    no_network: bool = False  # spawn it in a new network namespace (`children_without_network`)
     container_name: str | None = None
     runtime: str | None = None
 
@@ -48,7 +53,8 @@ def run_confined(runner, sandbox, stdout, stderr):
     """Run the sandbox's action confined, through `runner` (a ProcessRunner); its result."""
     action = sandbox.action
     confined = confine(action, sandbox.argv(), sandbox.env(), sandbox.root)
-    result = runner.run(confined.argv, sandbox.root, confined.env, stdout, stderr, action.timeout_s)
+    result = runner.run(confined.argv, sandbox.root, confined.env, stdout, stderr, action.timeout_s,
+                        no_network=confined.no_network)
     if result.timed_out or result.cancelled:
         confined.remove_container()
     return result
@@ -61,7 +67,55 @@ def confine(action: Action, argv: list[str], env: dict[str, str], sandbox_root: 
         return container_command(action, argv, env, sandbox_root)
     if action.network:
         return Confined(list(argv), env)
+    if _threads_can_unshare():
+        return Confined(list(argv), env, no_network=True)
     return Confined([*network_namespace_prefix(action.label), *argv], env)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+@contextmanager
+def children_without_network():
+    """Processes spawned in the body start in a new, empty network namespace; this thread
+    enters it for the body and then goes back to mlbuild's own."""
+    home = _home_network_namespace()
+    _namespace_call("unshare", _CLONE_NEWNET)
+    try:
+        yield
+    finally:
+        _namespace_call("setns", home, _CLONE_NEWNET)
+
+
+@functools.cache
+def _home_network_namespace() -> int:
+    """mlbuild's own network namespace, opened by a thread that is in it (every thread is,
+    outside `children_without_network`)."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _namespace_call(name: str, *args) -> None:
+    if getattr(_libc(), name)(*args) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{name}: {os.strerror(error)}")
+
+
+@functools.cache
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _threads_can_unshare() -> bool:
+    """Whether this process may give a thread a network namespace of its own (root with
+    CAP_SYS_ADMIN; a user namespace cannot be entered by one thread of many)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with children_without_network():
+            return True
+    except OSError:
+        return False
 
 
 @functools.lru_cache(maxsize=None)

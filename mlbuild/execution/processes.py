@@ -8,8 +8,10 @@ import signal
 import subprocess
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+
+from .isolation import children_without_network
 
 _GRACE_S = 2.0
 _POLL_S = 1.0  # the longest a wait blocks without looking at pending interrupts
@@ -28,14 +30,16 @@ class ProcessRunner:
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
 
-    def run(self, argv, cwd, env, stdout, stderr, timeout_s: float | None) -> ProcessResult:
-        """Run to completion; `stdout`/`stderr` are open files, or None to inherit (streaming)."""
+    def run(self, argv, cwd, env, stdout, stderr, timeout_s: float | None, no_network: bool = False) -> ProcessResult:
+        """Run to completion; `stdout`/`stderr` are open files, or None to inherit (streaming);
+        `no_network`: in a new network namespace (isolation.py)."""
         if self._cancelled.is_set():
             return ProcessResult(-1, False, True)
-        process = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with children_without_network() if no_network else nullcontext():
+            process = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         with self._lock:
             self._running.add(process)
             cancelled = self._cancelled.is_set()
