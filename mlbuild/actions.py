@@ -37,7 +37,7 @@ def toolchain_root_placeholder(name: str) -> str:
     return "{{toolchain_root:" + name + "}}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resources:
     """What an action occupies while it runs; the scheduler never oversubscribes these.
 
@@ -53,14 +53,14 @@ class Resources:
     custom: tuple[tuple[str, float], ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Input:
     path: str  # where the action sees it, relative to its sandbox
     digest: str
     executable: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     label: str  # the target that declared it (display only, not in the key)
     mnemonic: str  # e.g. Command, Download, Bench (display only)

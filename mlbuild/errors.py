@@ -30,9 +30,10 @@ EXIT_CODES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
-    """A place in a file, 1-based, as editors and compilers print it."""
+    """A place in a file, 1-based, as editors and compilers print it. Slotted: every key and
+    item of every BUILD file has one, kept in the parse cache."""
 
     file: str
     line: int | None = None

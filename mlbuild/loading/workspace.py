@@ -22,7 +22,7 @@ from .rootfile import ROOT
 from .yamlsource import LocatedDict, expect_mapping, load_yaml
 
 # Bump when what the parse cache holds (LocatedDict and friends) changes shape.
-PARSE_CACHE_FORMAT = 2
+PARSE_CACHE_FORMAT = 3
 ROOT_FILE = "BUILD.yaml"
 PACKAGES_DIR = "targets"
 TOOLCHAINS_DIR = "toolchains"

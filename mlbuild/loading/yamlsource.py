@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import BuildFileError, Location, describe
+from ..interning import shared
 
 try:
     _Loader = yaml.CSafeLoader
@@ -34,7 +35,9 @@ _EXPANSION_BASE = 100_000
 # at 10,000 levels); block nesting needs a line starting with a long run of indentation,
 # dashes or '?'. Anything else gets the exact event scan before composing.
 _SAFE_FOR_COMPOSER = 2000
+_SHARED_UP_TO = 64  # characters: names and paths, not commands
 _DEEP_BLOCK = re.compile(r"^[ \t?:-]{%d}" % MAX_DEPTH, re.MULTILINE)
+_NO_MARKS = frozenset()
 
 
 class LocatedDict(dict):
@@ -52,7 +55,7 @@ class LocatedDict(dict):
     def with_items(self, items) -> "LocatedDict":
         """A copy holding `items` but keeping this mapping's locations."""
         copy = LocatedDict(items)
-        copy.location, copy.key_locations, copy.marks = self.location, self.key_locations, frozenset()
+        copy.location, copy.key_locations, copy.marks = self.location, self.key_locations, _NO_MARKS
         return copy
 
 
@@ -64,19 +67,26 @@ class LocatedList(list):
 
     def with_items(self, items, item_locations=None) -> "LocatedList":
         copy = LocatedList(items)
-        copy.location, copy.marks = self.location, frozenset()
+        copy.location, copy.marks = self.location, _NO_MARKS
         copy.item_locations = self.item_locations if item_locations is None else item_locations
         return copy
 
 
-def _marks(values) -> frozenset:
-    found = set()
+def _marks(values, *also: str) -> frozenset:
+    """The marks found in `values`, plus `also`; the one empty set when none (most containers)."""
+    found = set(also)
     for value in values:
         if isinstance(value, (LocatedDict, LocatedList)):
             found |= value.marks
         elif isinstance(value, str) and "{{" in value and "config:" in value:
             found.add("config")
-    return frozenset(found)
+    return frozenset(found) if found else _NO_MARKS
+
+
+def _shared(value):
+    """Keys and short strings (`rule`, `outs`, `command`, `out.txt`...) once, however many
+    targets repeat them (interning.py)."""
+    return shared(value) if type(value) is str and len(value) <= _SHARED_UP_TO else value
 
 
 def _location(file: str, node) -> Location:
@@ -113,7 +123,7 @@ def _convert(node, file: str, constructor, budget: list, depth: int = 0):
                 explicit_keys.add(key)
             result[key] = _convert(value_node, file, constructor, budget, depth + 1)
             result.key_locations[key] = _location(file, key_node)
-        result.marks = _marks(result.values()) | ({"select"} if "select" in result else set())
+        result.marks = _marks(result.values(), *(("select",) if "select" in result else ()))
         return result
     if isinstance(node, yaml.SequenceNode):
         result = LocatedList([_convert(item, file, constructor, budget, depth + 1) for item in node.value])
@@ -121,7 +131,7 @@ def _convert(node, file: str, constructor, budget: list, depth: int = 0):
         result.item_locations = [_location(file, item) for item in node.value]
         result.marks = _marks(result)
         return result
-    return constructor.construct_object(node)
+    return _shared(constructor.construct_object(node))
 
 
 def load_yaml(path: Path, display_path: str | None = None):
@@ -153,7 +163,7 @@ def load_yaml(path: Path, display_path: str | None = None):
         raise BuildFileError(f"malformed YAML: {exc}", Location(file)) from None
     if node is None:
         empty = LocatedDict()
-        empty.location, empty.key_locations, empty.marks = Location(file, 1, 1), {}, frozenset()
+        empty.location, empty.key_locations, empty.marks = Location(file, 1, 1), {}, _NO_MARKS
         return empty
     try:
         return _convert(node, file, yaml.SafeLoader(""), [_EXPANSION_BASE + _EXPANSION_PER_BYTE * len(data)])

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..actions import SANDBOX_PLACEHOLDER, Action, Resources, output_dir, toolchain_root_placeholder
 from ..errors import BuildFileError, Location, did_you_mean
 from ..filesystem import dataset_files, file_problem, reaches_special
+from ..interning import shared
 from ..loading.configs import Configuration
 from ..loading.labels import Label
 from ..loading.placeholders import PLACEHOLDER, config_groups_in, expand_config
@@ -79,9 +80,9 @@ COMMON_ATTRS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConfiguredTarget:
-    """A target analyzed under one configuration."""
+    """A target analyzed under one configuration (slotted, like Action: a graph holds 100,000)."""
 
     label: Label
     rule: str
@@ -96,6 +97,9 @@ class ConfiguredTarget:
     primary_output: str | None = None  # the file `{{dep:LABEL}}`-style references mean by default
     info: dict = field(default_factory=dict)  # facts other rules read (a bench's scenario, for compliance)
     configuration: Configuration | None = None  # the one it was analyzed in (set by the analyzer)
+
+    def __post_init__(self):
+        object.__setattr__(self, "groups_read", shared(self.groups_read))
 
 
 class Rule:
@@ -297,12 +301,12 @@ class RuleContext:
             if isinstance(value, str):  # a {{config:GROUP}} placeholder, checked once expanded
                 raw[key] = _expanded_resource(key, self.expand(value, "resources"), self.where("resources"),
                                               str(self.label))
-        return Resources(
+        return shared(Resources(
             cpus=float(raw.get("cpus", 1)), gpus=int(raw.get("gpus", 0)),
             memory_mb=int(raw.get("memory_mb", 0)),
             exclusive=bool(raw.get("exclusive", False)) or "exclusive" in (self.attrs.get("tags") or []),
             custom=tuple(sorted((str(name), float(amount)) for name, amount in (raw.get("custom") or {}).items())),
-        )
+        ))
 
     def action_env(self, extra: dict | None = None) -> tuple[tuple[str, str], ...]:
         """Scrubbed env: fixed PATH, sandbox HOME/TMPDIR, pinned threads, then declared env."""
@@ -324,7 +328,7 @@ class RuleContext:
         env.update(extra or {})
         for key, value in (self.attrs.get("env") or {}).items():
             env[str(key)] = self.expand(str(value), "env")
-        return tuple(sorted((key, self.abstract(value)) for key, value in env.items()))
+        return shared(tuple(sorted((key, self.abstract(value)) for key, value in env.items())))
 
     def container(self) -> tuple[str | None, str | None]:
         """(image ID, runtime) of the container toolchain the action runs in, if it names one."""
