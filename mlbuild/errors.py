@@ -39,6 +39,11 @@ class Location:
     line: int | None = None
     column: int | None = None
 
+    def __reduce__(self):
+        # The parse cache holds one per key and item: rebuilt by the constructor, not by
+        # dataclasses' slotted __setstate__ (which looks up the fields for every object).
+        return Location, (self.file, self.line, self.column)
+
     def __str__(self) -> str:
         parts = [self.file]
         if self.line is not None:

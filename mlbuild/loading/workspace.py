@@ -3,12 +3,16 @@
 Only packages that the requested patterns and their dependencies reach are parsed. Parsed files
 are kept in `.mlbuild/parse-cache.pickle`, keyed by (size, mtime_ns), so an unchanged
 workspace is not re-parsed on the next invocation: re-parsing every script on every call is
-what makes a warm MLCFlow run cost seconds.
+what makes a warm MLCFlow run cost seconds. Each file's document is pickled on its own and
+unpickled only when a command reads that file: a command touching one package of a large
+workspace pays for that package, and saving the cache never holds a pickle memo of every
+document of the workspace at once (at 100,000 targets, hundreds of MiB).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +26,7 @@ from .rootfile import ROOT
 from .yamlsource import LocatedDict, expect_mapping, load_yaml
 
 # Bump when what the parse cache holds (LocatedDict and friends) changes shape.
-PARSE_CACHE_FORMAT = 3
+PARSE_CACHE_FORMAT = 4
 ROOT_FILE = "BUILD.yaml"
 PACKAGES_DIR = "targets"
 TOOLCHAINS_DIR = "toolchains"
@@ -78,11 +82,11 @@ class Workspace:
         stamp = (st.st_size, st.st_mtime_ns)
         cached = self._parse_cache.get(str(path))
         if cached is not None and cached[0] == stamp:
-            return cached[1]
+            return pickle.loads(cached[1])
         document = load_yaml(path, self.relative(path))
         if not isinstance(document, LocatedDict):
             raise BuildFileError("a BUILD file must be a mapping", Location(self.relative(path), 1, 1))
-        self._parse_cache[str(path)] = (stamp, document)
+        self._parse_cache[str(path)] = (stamp, pickle.dumps(document, protocol=pickle.HIGHEST_PROTOCOL))
         self._parse_cache_dirty = True
         return document
 
