@@ -146,6 +146,7 @@ def write_mlbuild_workspace(root: Path, graph: list[list[Target]]) -> None:
             entry = "\n".join([f"{t.name}:", "  rule: command", *body, '  outs: ["out.txt"]'])
             by_package.setdefault(t.package, []).append(entry)
     for package, entries in by_package.items():
+        (root / "targets" / package).mkdir(parents=True, exist_ok=True)  # no layer-0 source of its own
         (root / "targets" / package / "BUILD.yaml").write_text("\n".join(entries) + "\n")
 
 
