@@ -6,15 +6,20 @@ than running them. So a worker hands the entry over and moves on, and this threa
 whatever has accumulated: one sync for the whole batch's blobs, then the batch's entries
 (ActionCache.store_all), then each entry's callbacks (release its per-key lock, report the
 action as built). Whatever is reported has its entry on disk: a kill -9 loses only work that
-was never reported.
+was never reported. Syncs are at least GATHER_S apart (unless a flush waits): with trivial
+actions finishing every few milliseconds a batch would otherwise be one entry, and every sync
+would also write out the files of sandboxes about to be deleted.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 from .action_cache import ActionCache, ActionResult
+
+GATHER_S = 0.05
 
 
 class GroupCommit:
@@ -26,6 +31,7 @@ class GroupCommit:
         self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._flushing = 0  # flush() calls waiting: record at once
 
     def store(self, key: str, result: ActionResult, then: Callable[[], None]) -> None:
         """Record `result` under `key` soon; call `then` once it is recorded (or failed to be)."""
@@ -50,16 +56,24 @@ class GroupCommit:
     def flush(self) -> None:
         """Wait until every entry handed over so far is recorded; raise what recording raised."""
         with self._condition:
+            self._flushing += 1
+            self._condition.notify_all()
             self._condition.wait_for(lambda: self._unfinished == 0)
+            self._flushing -= 1
             error, self._error = self._error, None
         if error is not None:
             raise error
 
     def _run(self) -> None:
+        last_sync = 0.0
         while True:
             with self._condition:
                 self._condition.wait_for(lambda: self._queue)
+                gather = last_sync + GATHER_S - time.monotonic()
+                if gather > 0:
+                    self._condition.wait_for(lambda: self._flushing, timeout=gather)
                 batch, self._queue = self._queue, []
+            last_sync = time.monotonic()
             try:
                 self._actions.store_all(batch)
             except BaseException as exc:  # noqa: BLE001 - reported by flush(); the callbacks still run
