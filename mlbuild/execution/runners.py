@@ -184,7 +184,7 @@ class SandboxRunner:
         from_workspace = set() if self.workspace_root is None else {path for path, _ in action.sources}
         self._fetch_missing(action.label, [(i.digest, i.executable) for i in request.inputs
                                            if i.path not in from_workspace])
-        sandbox = Sandbox(self.sandbox_base, action)
+        sandbox = Sandbox(self.sandbox_base, action, self._disposal.make_directories)
         try:
             if self.workspace_root is None:
                 sources = dict(action.sources)
@@ -193,7 +193,7 @@ class SandboxRunner:
             else:
                 sandbox.stage(self.workspace_root, request.dep_results, self.context.cas)
             logs = sandbox.root.with_name(sandbox.root.name + ".logs")
-            logs.mkdir()
+            self._disposal.make_directories(logs)
             try:
                 return Outcome(Status.EXECUTED, self._execute(sandbox, logs, request.is_test))
             finally:
