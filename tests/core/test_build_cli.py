@@ -168,6 +168,21 @@ def test_an_action_cannot_modify_its_dependencies_outputs(workspace):
     assert mlb.out("cpu", "//a:gen", "out.txt").read_text() == "hello\n"
 
 
+
+def test_a_sandbox_holds_only_its_inputs_whatever_an_earlier_action_left_in_its_directories(workspace):
+    """Used sandboxes' directories are kept for the next ones (execution/sandbox.py, Disposal):
+    files, directories and modes an action leaves behind must never reach a later action."""
+    mlb = workspace(base_files(**{"targets/h/BUILD.yaml": (
+        "messy: {rule: command, outs: [o.txt], cmd: 'mkdir -p .tmp/d out/extra && touch .tmp/d/f .home/f"
+        " out/extra/f && chmod 700 .tmp .home out && echo x > {{out}}'}\n"
+        "look: {rule: command, deps: [':messy'], outs: [l.txt],"
+        " cmd: 'find . | sort > {{out}} && stat -c %a .tmp .home out >> {{out}}'}\n")}))
+    mlb.ok("build", "//h:look", "-j", "1")
+    lines = mlb.out("cpu", "//h:look", "l.txt").read_text().splitlines()
+    assert lines[:-3] == [".", "./.home", "./.tmp", "./out", "./out/h", "./out/h/look", "./out/h/look/l.txt",
+                          "./out/h/messy", "./out/h/messy/o.txt"]
+    assert "700" not in lines[-3:] and len(set(lines[-3:])) == 1, lines
+
 # -- configurations: the DESIGN contract --------------------------------------------------------
 
 CONFIG_PKG = """\
