@@ -27,9 +27,9 @@ from .output_tree import make_symlinks
 # Inputs below this size are copied into the sandbox, larger ones hardlinked and checked.
 COPY_BELOW_BYTES = 8 << 20
 _SPARE_MAX_ENTRIES = 64  # a used sandbox directory that held more is removed, not kept (Disposal)
-_UMASK = os.umask(0o022)
+_UMASK = os.umask(0o022)  # read (and put back) at import, before any thread makes files
 os.umask(_UMASK)
-_DIRECTORY_MODE = 0o777 & ~_UMASK
+_DIRECTORY_MODE = 0o777 & ~_UMASK  # what mkdir gives a directory: a recycled one gets it back
 
 
 def _make_directories(path: Path) -> None:
