@@ -13,7 +13,8 @@ _VALUES: dict = {}
 
 
 def shared(value):
-    """`value`, or the equal value shared before it (`value` must be hashable)."""
+    """`value`, or the equal value shared before it. `value` must be hashable, and values equal
+    to it must be interchangeable with it (1, 1.0 and True are equal, but not alike)."""
     if type(value) is str:
         return sys.intern(value)
     return _VALUES.setdefault(value, value)

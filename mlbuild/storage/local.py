@@ -3,7 +3,8 @@
 Concurrency model: a build holds a shared flock on `<root>/lock` for its whole run and
 garbage collection takes it exclusively, so GC never deletes a blob a build is about to link.
 Two builds that want the same action (or download) serialize on a lock named by its key
-(or checksum, storage/named_locks.py): the second waits, then finds the first one's result instead of redoing it.
+(or checksum; storage/named_locks.py): the second waits, then finds the first one's result
+instead of redoing it.
 """
 
 from __future__ import annotations

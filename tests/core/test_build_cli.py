@@ -168,7 +168,6 @@ def test_an_action_cannot_modify_its_dependencies_outputs(workspace):
     assert mlb.out("cpu", "//a:gen", "out.txt").read_text() == "hello\n"
 
 
-
 def test_a_sandbox_holds_only_its_inputs_whatever_an_earlier_action_left_in_its_directories(workspace):
     """Used sandboxes' directories are kept for the next ones (execution/sandbox.py, Disposal):
     files, directories and modes an action leaves behind must never reach a later action."""
@@ -182,6 +181,7 @@ def test_a_sandbox_holds_only_its_inputs_whatever_an_earlier_action_left_in_its_
     assert lines[:-3] == [".", "./.home", "./.tmp", "./out", "./out/h", "./out/h/look", "./out/h/look/l.txt",
                           "./out/h/messy", "./out/h/messy/o.txt"]
     assert "700" not in lines[-3:] and len(set(lines[-3:])) == 1, lines
+
 
 # -- configurations: the DESIGN contract --------------------------------------------------------
 
