@@ -150,6 +150,10 @@ def load_yaml(path: Path, display_path: str | None = None):
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
+        if "nesting depth" in str(exc.problem):
+            # The C scanner of PyYAML 6.0.4 and later stops at a limit of its own (1,000 levels),
+            # scanning ahead of the events: the pure-Python parser finds level MAX_DEPTH + 1.
+            _refuse_deep_events(text, file, yaml.SafeLoader)
         mark = exc.problem_mark or exc.context_mark
         where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
         raise BuildFileError(f"malformed YAML: {exc.problem or exc.context}", where) from None
@@ -194,8 +198,12 @@ def _check_depth(text: str, file: str) -> None:
     are bounded to MAX_DEPTH while converting."""
     if text.count("[") + text.count("{") < _SAFE_FOR_COMPOSER and not _DEEP_BLOCK.search(text):
         return
+    _refuse_deep_events(text, file, _Loader)
+
+
+def _refuse_deep_events(text: str, file: str, loader) -> None:
     depth = 0
-    for event in yaml.parse(text, Loader=_Loader):
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:

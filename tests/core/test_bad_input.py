@@ -47,6 +47,9 @@ CASES = {
                           ["targets/a/BUILD.yaml:2:4: error: not UTF-8 text: byte 0xff at byte offset 8"]),
     "deep_nesting_200k": (package("x: " + "[" * 200_000 + "]" * 200_000 + "\n"), ["query", "//..."], 3,
                           ["targets/a/BUILD.yaml:1:103: error: YAML nested more than 100 levels deep"]),
+    # fewer brackets than the pre-scan looks at, but deeper than PyYAML 6.0.4's C scanner allows
+    "deep_flow_mappings_1200": (package("x: " + "{a: " * 1200 + "1" + "}" * 1200 + "\n"), ["query", "//..."], 3,
+                                ["targets/a/BUILD.yaml:1:", "error: YAML nested more than 100 levels deep"]),
     "deep_block_nesting": (package("x:\n" + "".join(" " * i + "a:\n" for i in range(1, 200)) + " " * 200 + "b: 1\n"),
                            ["query", "//..."], 3, ["YAML nested more than 100 levels deep"]),
     "alias_bomb": (package(bomb()), ["query", "//..."], 3, ["targets/a/BUILD.yaml:", "an alias bomb"]),
