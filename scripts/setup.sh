@@ -5,7 +5,7 @@
 #    tests build their images from local files (docker import / docker load), never pulling;
 #  - chromium, headless: a test renders the HTML benchmark report;
 #  - mlbuild itself, editable, with the test and example extras and Ray (the distributed tests'
-#    simulated cluster);
+#    simulated cluster), at the versions of scripts/test-constraints.txt;
 #  - a wheelhouse of the example toolchains' pinned requirements, so the tests build those
 #    virtual environments offline (PIP_NO_INDEX + PIP_FIND_LINKS) instead of touching a registry.
 set -euo pipefail
@@ -48,7 +48,7 @@ if ! docker version >/dev/null 2>&1; then
   docker version >/dev/null 2>&1 || { echo "setup: dockerd did not start, see /tmp/mlbuild-dockerd.log" >&2; exit 1; }
 fi
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test,ray]'
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test,ray]' -c scripts/test-constraints.txt
 
 wheelhouse=.wheelhouse
 mkdir -p "$wheelhouse"
