@@ -42,7 +42,7 @@ class Sandbox:
         self.action = action
         self.make_directories = make_directories
         self.root = base / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # owner pid: see sweep_stale
-        base.mkdir(parents=True, exist_ok=True)
+        base.mkdir(parents=True, exist_ok=True)  # shared by concurrent sandboxes: make_directories is for their own
         for directory in (self.root, self.root / ".home", self.root / ".tmp"):
             make_directories(directory)
 
