@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..filesystem import make_directory
@@ -47,23 +46,10 @@ def check(root: Path, request: list) -> tuple[int, str] | None:
     manifest = load_pickle(manifest_file(root, request), {})
     if manifest.get("format") != MANIFEST_FORMAT or manifest["code"] != _code_stamps():
         return None
-    if not _unchanged(list(manifest["files"].items())):
-        return None
+    for path, stamp in manifest["files"].items():
+        if _stamp(path) != stamp:
+            return None
     return manifest["targets"], manifest["output_root"]
-
-
-def _unchanged(files: list[tuple[str, tuple]]) -> bool:
-    """Whether every file still has its stamp. A stat releases the GIL, so the files are split
-    over one thread per CPU: at 100,000 targets the stats are most of a no-op build."""
-    threads = min(len(files) // 1000 + 1, os.cpu_count() or 1)
-    if threads == 1:
-        return _stamps_match(files)
-    with ThreadPoolExecutor(threads) as pool:
-        return all(pool.map(_stamps_match, [files[i::threads] for i in range(threads)]))
-
-
-def _stamps_match(files: list[tuple[str, tuple]]) -> bool:
-    return all(_stamp(path) == stamp for path, stamp in files)
 
 
 def record(root: Path, request: list, workspace, graph: dict, toolchain_files: list[str] | None,
