@@ -67,7 +67,7 @@ def run_subprocess(sandbox: Sandbox, runner: ProcessRunner, logs_dir: Path, stre
             stdout.touch(), stderr.touch()
             result = run_confined(runner, sandbox, None, None)
         else:
-            with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            with sandbox.new_file(stdout) as out, sandbox.new_file(stderr) as err:
                 result = run_confined(runner, sandbox, out, err)
     except FileNotFoundError:
         raise ActionError(

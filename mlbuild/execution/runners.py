@@ -177,14 +177,14 @@ class SandboxRunner:
         self.sandbox_base = sandbox_base
         self.fetch = fetch
         sweep_stale(sandbox_base)
-        self._disposal = Disposal(sandbox_base)  # deleting sandboxes costs the next actions nothing
+        self._disposal = Disposal(sandbox_base)  # used sandboxes' inodes make the next ones
 
     def run(self, request: ActionRequest) -> Outcome:
         action = request.action
         from_workspace = set() if self.workspace_root is None else {path for path, _ in action.sources}
         self._fetch_missing(action.label, [(i.digest, i.executable) for i in request.inputs
                                            if i.path not in from_workspace])
-        sandbox = Sandbox(self.sandbox_base, action, self._disposal.make_directories)
+        sandbox = Sandbox(self.sandbox_base, action, self._disposal)
         try:
             if self.workspace_root is None:
                 sources = dict(action.sources)

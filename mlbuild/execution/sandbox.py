@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import threading
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import BinaryIO, Iterable, Mapping
 
 from ..actions import SANDBOX_PLACEHOLDER, Action, Input, output_dir, toolchain_root_placeholder
 from ..errors import ActionError
@@ -27,24 +28,38 @@ from .output_tree import make_symlinks
 # Inputs below this size are copied into the sandbox, larger ones hardlinked and checked.
 COPY_BELOW_BYTES = 8 << 20
 _SPARE_MAX_ENTRIES = 64  # a used sandbox directory that held more is removed, not kept (Disposal)
+_SPARE_FILE_MAX_BYTES = 64 << 10  # a used file above this is unlinked, not kept: spares hold no big data
 _UMASK = os.umask(0o022)  # read (and put back) at import, before any thread makes files
 os.umask(_UMASK)
 _DIRECTORY_MODE = 0o777 & ~_UMASK  # what mkdir gives a directory: a recycled one gets it back
+_FILE_MODE = 0o666 & ~_UMASK  # what open(O_CREAT) gives a file: a recycled one gets it back
+_OWNER = (os.geteuid(), os.getegid())  # whom open(O_CREAT) makes a file for: a recycled one must be theirs
 
 
-def _make_directories(path: Path) -> None:
-    os.makedirs(path, exist_ok=True)
+class NewInodes:
+    """Where a sandbox's directories and files come from when nothing is recycled: made new."""
+
+    def make_directories(self, path: Path) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def place_file(self, path: Path) -> None:
+        """Nothing to place: the caller's open() makes the file."""
 
 
 class Sandbox:
-    def __init__(self, base: Path, action: Action, make_directories: Callable[[Path], None] = _make_directories):
-        """`make_directories`: mkdir -p (Disposal.make_directories recycles used sandboxes' ones)."""
+    def __init__(self, base: Path, action: Action, inodes: NewInodes | Disposal = NewInodes()):
+        """`inodes` makes the sandbox's directories and files (a Disposal recycles used ones)."""
         self.action = action
-        self.make_directories = make_directories
+        self.inodes = inodes
         self.root = base / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # owner pid: see sweep_stale
         base.mkdir(parents=True, exist_ok=True)  # shared by concurrent sandboxes: make_directories is for their own
         for directory in (self.root, self.root / ".home", self.root / ".tmp"):
-            make_directories(directory)
+            inodes.make_directories(directory)
+
+    def new_file(self, path: Path) -> BinaryIO:
+        """`path` (missing, in an existing directory) opened empty for writing: a log."""
+        self.inodes.place_file(path)
+        return open(path, "wb")
 
     def substitute(self, text: str) -> str:
         for name, root in self.action.toolchain_roots:
@@ -76,19 +91,20 @@ class Sandbox:
         for label, result in dep_results.items():
             directory = self.root / self.action.dep_dir(label)
             for sub in result.directories:
-                self.make_directories(directory / sub)
+                self.inodes.make_directories(directory / sub)
             for output in result.outputs:
                 blob = cas.blob_path(output.digest, output.executable)
                 self._stage_file(blob, directory / output.path, output.digest)
             make_symlinks(directory, result)
         for path in (*self.action.outputs, *self.action.output_dirs):
-            self.make_directories((self.root / path).parent)
+            self.inodes.make_directories((self.root / path).parent)
 
     def _stage_file(self, src: Path, dest: Path, digest: str | None) -> None:
-        self.make_directories(dest.parent)
+        self.inodes.make_directories(dest.parent)
         st = src.stat()
         if st.st_size < COPY_BELOW_BYTES:
-            shutil.copy2(src, dest)
+            self.inodes.place_file(dest)
+            shutil.copy2(src, dest)  # truncates a placed file: its old bytes, mode and times are gone
             return
         try:
             os.link(src, dest)
@@ -119,13 +135,13 @@ class Sandbox:
         files, directories, symlinks = [], [], []
         for path in self.action.outputs:
             full = self.root / path
-            if not full.exists() and not full.is_symlink():
+            if not os.path.lexists(full):
                 raise ActionError(
                     f"{label} did not produce its declared output '{_relative(path, outdir)}'",
                     hint=f"the command must write {path} (relative to its working directory); "
                     "use {{out}} or {{out:NAME}} in the command",
                 )
-            resolved = self._inside(full, label)
+            resolved = full if self._plain_file(path) else self._inside(full, label)
             if not resolved.is_file():
                 raise ActionError(f"{label}: declared output '{_relative(path, outdir)}' is not a regular file",
                                   hint="declare directories under out_dirs")
@@ -152,6 +168,22 @@ class Sandbox:
                 subdirs[:] = [d for d in subdirs if not (Path(current) / d).is_symlink()]
         return files, directories, symlinks
 
+    def _plain_file(self, path: str) -> bool:
+        """Whether sandbox path `path` is a regular file reached through no symlink: then it is
+        where it reads, inside the sandbox, and needs no resolving (a few lstats, not dozens)."""
+        current = str(self.root)
+        for part in path.split("/"):
+            if part in ("", ".", ".."):
+                return False
+            current = f"{current}/{part}"
+            try:
+                st = os.lstat(current)
+            except OSError:
+                return False
+            if stat.S_ISLNK(st.st_mode):
+                return False
+        return stat.S_ISREG(st.st_mode)
+
     def _inside(self, path: Path, label: str, within: Path | None = None) -> Path:
         """The real path of `path`, which must stay inside `within` (default: the sandbox)."""
         boundary = (within or self.root).resolve()
@@ -169,29 +201,34 @@ class Sandbox:
 
 
 class Disposal:
-    """Disposes of used sandboxes off the build's critical path, and keeps their directories.
+    """Disposes of used sandboxes off the build's critical path, and keeps their inodes.
 
     Making a directory or a file is among the dearest steps of a trivial action, and dearer the
     more inodes were freed in the last minutes (ext4 without a journal skips every inode freed
-    in the last 1-6 minutes when it allocates one: measured, a quarter of a 2,000-action
-    build's CPU). So a used sandbox is emptied of its files, and its directories, empty, join a
-    pool of spares that later sandboxes take theirs from (a rename instead of a mkdir now and
-    an rmdir later). What cannot be emptied that way (an unusual tree, a directory it cannot
-    empty) is renamed into a trash directory (one syscall); every `batch` of them, one `rm -rf`
-    child process deletes the lot, so thousands of small trees cost mlbuild neither CPU nor the
-    GIL. The spares and the trash are named after this process, so `sweep_stale` removes what
-    a killed build left."""
+    in the last 1-6 minutes when it allocates one, one buffer lookup each: measured, 22% of a
+    2,000-action build's CPU, most of it for the files a sandbox creates and deletes: staged
+    copies of inputs, stdout, stderr). So a used sandbox's inodes are kept for later sandboxes
+    instead of freed: its directories, emptied, and its plain files (small, this process's
+    own, no other link, no extended attributes) join a pool of spares, with modes reset; a
+    later sandbox renames a spare directory where it would mkdir, and a spare file where it is
+    about to create and fill one (`place_file`: the caller's O_TRUNC open drops its old bytes).
+    Other files are unlinked. What cannot be emptied that way (an unusual tree, a directory it
+    cannot empty) is renamed into a trash directory (one syscall); every `batch` of them, one
+    `rm -rf` child process deletes the lot, so thousands of small trees cost mlbuild neither
+    CPU nor the GIL. The spares and the trash are named after this process, so `sweep_stale`
+    removes what a killed build left."""
 
     def __init__(self, base: Path, batch: int = 256, spares: int = 2048):
         self.base = base
         self.batch = batch
-        self.max_spares = spares
+        self.max_spares = spares  # of each kind
         self._lock = threading.Lock()
         self._trash: Path | None = None
         self._count = 0
         self._removers: list[tuple[subprocess.Popen, Path]] = []
         self._spare_dir = base / f"{os.getpid()}-spares-{uuid.uuid4().hex[:8]}"
-        self._spares: list[str] = []  # empty directories in _spare_dir
+        self._spare_directories: list[str] = []  # empty, in _spare_dir
+        self._spare_files: list[str] = []  # in _spare_dir
         self._spare_count = 0
 
     def make_directories(self, path: Path) -> None:
@@ -200,15 +237,23 @@ class Disposal:
             return
         if not os.path.isdir(path.parent):
             self.make_directories(path.parent)
+        if not self._place(self._spare_directories, path):
+            os.mkdir(path)
+
+    def place_file(self, path: Path) -> None:
+        """Put a spare file at `path` (missing) when there is one, for the caller to truncate."""
+        self._place(self._spare_files, path)
+
+    def _place(self, spares: list[str], path: Path) -> bool:
         with self._lock:
-            spare = self._spares.pop() if self._spares else None
-        if spare is not None:
-            try:
-                os.rename(spare, path)  # `path` is missing: a rename never replaces anything here
-                return
-            except OSError:
-                pass
-        os.mkdir(path)
+            spare = spares.pop() if spares else None
+        if spare is None:
+            return False
+        try:
+            os.rename(spare, path)  # `path` is missing: a rename never replaces anything here
+        except OSError:
+            return False
+        return True
 
     def discard(self, path: Path) -> None:
         """Empty `path` into the spares, or else send it to the trash."""
@@ -220,31 +265,44 @@ class Disposal:
             self._throw_away(path)
 
     def _recycle(self, top: str) -> None:
-        """Unlink the files under `top` and keep its directories as spares, bottom up; an
-        error leaves the rest in place. A directory that held many entries is removed
-        instead: it keeps the blocks it grew to."""
+        """Keep the files and directories under `top` as spares, bottom up; an error leaves the
+        rest in place. A directory that held many entries is removed instead: it keeps the
+        blocks it grew to."""
         held = 0
         with os.scandir(top) as entries:
             for entry in entries:
                 held += 1
                 if entry.is_dir(follow_symlinks=False):
                     self._recycle(entry.path)
-                else:
+                elif not self._keep_file(entry):
                     os.unlink(entry.path)
-        with self._lock:
-            keep = held <= _SPARE_MAX_ENTRIES and len(self._spares) < self.max_spares
-            if keep:
-                if self._spare_count == 0:
-                    self._spare_dir.mkdir(parents=True, exist_ok=True)
-                self._spare_count += 1
-                spare = str(self._spare_dir / str(self._spare_count))
-        if not keep:
+        if held > _SPARE_MAX_ENTRIES or not self._keep(self._spare_directories, top, _DIRECTORY_MODE):
             os.rmdir(top)
-            return
-        os.chmod(top, _DIRECTORY_MODE)  # as mkdir makes it, whatever mode the action gave it
-        os.rename(top, spare)
+
+    def _keep_file(self, entry: os.DirEntry) -> bool:
+        """Keep a plain file as a spare if nothing of the action can come with it."""
+        st = entry.stat(follow_symlinks=False)
+        reusable = (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size <= _SPARE_FILE_MAX_BYTES
+                    and st.st_uid == _OWNER[0] and st.st_gid == _OWNER[1]
+                    and not os.listxattr(entry.path, follow_symlinks=False))
+        mode = None if stat.S_IMODE(st.st_mode) == _FILE_MODE else _FILE_MODE
+        return reusable and self._keep(self._spare_files, entry.path, mode)
+
+    def _keep(self, spares: list[str], path: str, mode: int | None) -> bool:
+        """Move `path` into the spares, with `mode` (None: as it is), unless they are full."""
         with self._lock:
-            self._spares.append(spare)
+            if len(spares) >= self.max_spares:
+                return False
+            if self._spare_count == 0:
+                self._spare_dir.mkdir(parents=True, exist_ok=True)
+            self._spare_count += 1
+            spare = f"{self._spare_dir}/{self._spare_count}"
+        if mode is not None:
+            os.chmod(path, mode)  # as mkdir or open(O_CREAT) makes it, whatever mode the action gave it
+        os.rename(path, spare)
+        with self._lock:
+            spares.append(spare)
+        return True
 
     def _throw_away(self, path: Path) -> None:
         with self._lock:
@@ -266,7 +324,8 @@ class Disposal:
     def finish(self) -> None:
         """Delete everything discarded so far, spares included, and wait for it."""
         with self._lock:
-            self._spares, made, self._spare_count = [], self._spare_count > 0, 0
+            self._spare_directories, self._spare_files = [], []
+            made, self._spare_count = self._spare_count > 0, 0
         if made:
             self._throw_away(self._spare_dir)
         with self._lock:

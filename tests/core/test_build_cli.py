@@ -169,18 +169,25 @@ def test_an_action_cannot_modify_its_dependencies_outputs(workspace):
 
 
 def test_a_sandbox_holds_only_its_inputs_whatever_an_earlier_action_left_in_its_directories(workspace):
-    """Used sandboxes' directories are kept for the next ones (execution/sandbox.py, Disposal):
-    files, directories and modes an action leaves behind must never reach a later action."""
+    """Used sandboxes' directories and files are kept for the next ones (execution/sandbox.py,
+    Disposal): files, contents, directories and modes an action leaves behind must never reach
+    a later action, nor its staged inputs or its logs."""
     mlb = workspace(base_files(**{"targets/h/BUILD.yaml": (
-        "messy: {rule: command, outs: [o.txt], cmd: 'mkdir -p .tmp/d out/extra && touch .tmp/d/f .home/f"
-        " out/extra/f && chmod 700 .tmp .home out && echo x > {{out}}'}\n"
+        "messy: {rule: command, outs: [o.txt], cmd: 'mkdir -p .tmp/d out/extra && for f in .tmp/d/1 .tmp/d/2"
+        " .tmp/d/3 .home/f out/extra/f; do echo secret > $f; done && chmod 4755 .tmp/d/* .home/f out/extra/f"
+        " && chmod 700 .tmp .home out && echo x > {{out}}'}\n"
         "look: {rule: command, deps: [':messy'], outs: [l.txt],"
-        " cmd: 'find . | sort > {{out}} && stat -c %a .tmp .home out >> {{out}}'}\n")}))
+        " cmd: 'exec 3>&1; (find . | sort; stat -c %a .tmp .home out; cat {{dep::messy}};"
+        " stat -c %a {{dep::messy}}; stat -L -c %a:%s /proc/self/fd/3 /proc/self/fd/2) > {{out}}'}\n")}))
     mlb.ok("build", "//h:look", "-j", "1")
     lines = mlb.out("cpu", "//h:look", "l.txt").read_text().splitlines()
-    assert lines[:-3] == [".", "./.home", "./.tmp", "./out", "./out/h", "./out/h/look", "./out/h/look/l.txt",
-                          "./out/h/messy", "./out/h/messy/o.txt"]
-    assert "700" not in lines[-3:] and len(set(lines[-3:])) == 1, lines
+    assert lines[:9] == [".", "./.home", "./.tmp", "./out", "./out/h", "./out/h/look", "./out/h/look/l.txt",
+                         "./out/h/messy", "./out/h/messy/o.txt"]
+    assert "700" not in lines[9:12] and len(set(lines[9:12])) == 1, lines
+    assert lines[12:14] == ["x", "444"]  # the staged copy: the blob's bytes and mode
+    umask = os.umask(0)
+    os.umask(umask)
+    assert lines[14:] == [f"{0o666 & ~umask:o}:0"] * 2  # its logs: empty, as a new file's mode
 
 
 # -- configurations: the DESIGN contract --------------------------------------------------------

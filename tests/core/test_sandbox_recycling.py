@@ -1,0 +1,76 @@
+"""Disposal (execution/sandbox.py) keeps a used sandbox's inodes for later sandboxes, and only
+those that carry nothing of the action that used them."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mlbuild.execution.sandbox import Disposal
+
+
+@pytest.fixture
+def disposal(tmp_path):
+    disposal = Disposal(tmp_path / "sandboxes")
+    (tmp_path / "sandboxes").mkdir()
+    yield disposal
+    disposal.finish()
+
+
+def used_sandbox(disposal: Disposal, files: dict[str, bytes]):
+    root = disposal.base / "used"
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_a_used_file_becomes_the_next_file_a_sandbox_writes(disposal):
+    used = used_sandbox(disposal, {"d/log": b"old bytes"})
+    os.chmod(used / "d/log", 0o4755)
+    inode = (used / "d/log").stat().st_ino
+    disposal.discard(used)
+    assert not used.exists()
+    fresh = disposal.base / "fresh"
+    disposal.make_directories(fresh)
+    disposal.place_file(fresh / "log")
+    st = (fresh / "log").stat()
+    assert st.st_ino == inode and st.st_mode & 0o7777 == 0o666 & ~_umask()
+    with open(fresh / "log", "wb") as log:  # how a sandbox fills a placed file
+        log.write(b"new")
+    assert (fresh / "log").read_bytes() == b"new"
+    disposal.place_file(fresh / "another")  # no spare left: nothing placed, open() will make it
+    assert not (fresh / "another").exists()
+
+
+def test_files_that_could_carry_their_action_along_are_deleted_not_kept(disposal):
+    used = used_sandbox(disposal, {"linked": b"a", "xattr": b"b", "big": b"c" * (1 << 20)})
+    os.link(used / "linked", disposal.base / "elsewhere")  # e.g. an output the CAS took
+    os.setxattr(used / "xattr", "user.left_behind", b"1")
+    os.symlink("linked", used / "symlink")
+    os.mkfifo(used / "fifo")
+    disposal.discard(used)
+    assert not used.exists()
+    fresh = disposal.base / "fresh"
+    fresh.mkdir()
+    disposal.place_file(fresh / "log")
+    assert not (fresh / "log").exists()
+    assert (disposal.base / "elsewhere").read_bytes() == b"a"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file away takes root")
+def test_a_file_the_action_gave_to_another_user_is_not_kept(disposal):
+    used = used_sandbox(disposal, {"given": b"x"})
+    os.chown(used / "given", 12345, 12345)
+    disposal.discard(used)
+    fresh = disposal.base / "fresh"
+    fresh.mkdir()
+    disposal.place_file(fresh / "log")
+    assert not (fresh / "log").exists()
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
