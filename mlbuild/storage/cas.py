@@ -27,10 +27,14 @@ class ContentStore:
         self._stat_cache = stat_cache or StatCache(None)
 
     def blob_path(self, digest: str, executable: bool = False) -> Path:
-        return self.root / digest[:2] / (digest + ".x" if executable else digest)
+        return Path(self._blob_file(digest, executable))
+
+    def _blob_file(self, digest: str, executable: bool) -> str:
+        """blob_path as a string: a check on every input of every action need not build a Path."""
+        return f"{self.root}/{digest[:2]}/{digest}.x" if executable else f"{self.root}/{digest[:2]}/{digest}"
 
     def contains(self, digest: str, executable: bool = False) -> bool:
-        return self.blob_path(digest, executable).is_file()
+        return os.path.isfile(self._blob_file(digest, executable))
 
     def holds(self, result) -> bool:
         """Whether every output blob of an ActionResult is here (build without the bytes leaves
