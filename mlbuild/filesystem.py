@@ -90,10 +90,17 @@ def dataset_files(directory: str) -> list[tuple[str, str]]:
 def make_directory(path, what: str) -> None:
     """Create `path` and its parents, or say which file blocks it and that removing it helps."""
     try:
-        os.makedirs(path, exist_ok=True)
+        os.mkdir(path)  # the common case, one syscall: the parent is there, `path` is not
         return
-    except (FileExistsError, NotADirectoryError):
-        pass
+    except FileExistsError:
+        if os.path.isdir(path):
+            return
+    except (FileNotFoundError, NotADirectoryError):
+        try:
+            os.makedirs(path, exist_ok=True)
+            return
+        except (FileExistsError, NotADirectoryError):
+            pass
     parts = os.path.abspath(path).split(os.sep)
     prefixes = (os.sep.join(parts[:i]) for i in range(2, len(parts) + 1))
     blocker = next((p for p in prefixes if os.path.lexists(p) and not os.path.isdir(p)), str(path))

@@ -25,12 +25,22 @@ def digest_bytes(data: bytes) -> str:
 
 
 def digest_file(path: str | os.PathLike) -> str:
-    """Digest of a file's content, streaming (bounded memory whatever the size)."""
-    size = os.stat(path).st_size
-    if size >= _MMAP_THRESHOLD:
-        return blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(path).hexdigest()
-    with open(path, "rb") as f:
-        return blake3.blake3(f.read()).hexdigest()
+    """Digest of a file's content, streaming (bounded memory whatever the size). A small file is
+    read with bare syscalls: a Python file object adds an ioctl, an lseek and an fstat."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size >= _MMAP_THRESHOLD:
+            return blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(path).hexdigest()
+        data = os.read(fd, size + 1)  # the whole file, and the end of it seen, in one read
+        if len(data) <= size:
+            return blake3.blake3(data).hexdigest()
+        hasher = blake3.blake3(data)  # it grew since the fstat
+        while chunk := os.read(fd, CHUNK_SIZE):
+            hasher.update(chunk)
+        return hasher.hexdigest()
+    finally:
+        os.close(fd)
 
 
 def is_digest(text: str) -> bool:

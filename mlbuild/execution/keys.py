@@ -49,7 +49,7 @@ def compute_key(action: Action, workspace_root: Path, stat_cache: StatCache,
 
 
 def _note_path(cache_root: Path, key: str) -> Path:
-    return cache_root / "keys" / key[:2] / key
+    return Path(f"{cache_root}/keys/{key[:2]}/{key}")
 
 
 def record_key_components(cache_root: Path, key: str, action: Action, inputs: list[Input]) -> None:

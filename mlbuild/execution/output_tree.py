@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from ..filesystem import make_directory
@@ -29,7 +30,7 @@ class OutputTree:
 
     def directory(self, label) -> Path:
         package, _, name = str(label)[2:].partition(":")
-        return self.root / package / name
+        return Path(f"{self.root}/{package}/{name}" if package else f"{self.root}/{name}")
 
     def materialize(self, label, result: ActionResult) -> Path:
         """Replace `label`'s directory by `result`'s outputs; returns the directory."""
@@ -41,9 +42,13 @@ class OutputTree:
     def remove(self, label) -> Path:
         """Drop `label`'s directory (also all a result left in the remote CAS gets); returns it."""
         directory = self.directory(label)
-        if directory.is_dir() and not directory.is_symlink():
+        try:
+            st = os.lstat(directory)
+        except FileNotFoundError:
+            return directory
+        if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(directory)  # only this target's: analysis keeps targets' directories apart
-        elif os.path.lexists(directory):
+        else:
             directory.unlink()
         return directory
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import signal
@@ -37,8 +38,7 @@ class ProcessRunner:
             return ProcessResult(-1, False, True)
         with children_without_network() if no_network else nullcontext():
             process = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=_devnull(), start_new_session=True,
             )
         with self._lock:
             self._running.add(process)
@@ -64,6 +64,12 @@ class ProcessRunner:
             running = list(self._running)
         for process in running:
             _kill_group(process)
+
+
+@functools.cache
+def _devnull() -> int:
+    """Every action's stdin, opened once (subprocess.DEVNULL opens and closes it per process)."""
+    return os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
 
 
 def _wait(process: subprocess.Popen, timeout_s: float | None) -> bool:

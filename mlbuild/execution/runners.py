@@ -53,6 +53,7 @@ the `ExecutorContext` the SandboxRunner holds.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
@@ -224,15 +225,22 @@ class SandboxRunner:
             OutputFile(rel, cas.put_file(path, executable, take=True), path.stat().st_size, executable)
             for rel, path, executable in files
         )
-        stdout, stderr = logs / "stdout", logs / "stderr"
         return ActionResult(
             outputs=outputs, directories=tuple(directories), symlinks=tuple(symlinks),
             exit_code=0 if failure is None else 1,
-            stdout_digest=cas.put_file(stdout, take=True) if stdout.exists() else None,
-            stderr_digest=cas.put_file(stderr, take=True) if stderr.exists() else None,
+            stdout_digest=self._store_log(logs / "stdout"), stderr_digest=self._store_log(logs / "stderr"),
             duration_s=round(execution.duration_s, 3) if execution else 0.0,
             report=execution.report if execution else None, failure=failure,
         )
+
+    def _store_log(self, path: Path) -> str | None:
+        """The digest of a log the executor wrote, once in the CAS; most are empty, and an empty
+        one is not read. The file is left for the sandbox's disposal to recycle."""
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            return None
+        return self.context.cas.put_bytes(b"") if size == 0 else self.context.cas.put_file(path, take=True)
 
     def _fetch_missing(self, label: str, blobs: list[tuple[str, bool]]) -> None:
         """Bring here the blobs to stage that only the remote CAS has."""

@@ -76,7 +76,7 @@ class ActionCache:
         self.cas = cas
 
     def entry_path(self, key: str) -> Path:
-        return self.root / key[:2] / key
+        return Path(f"{self.root}/{key[:2]}/{key}")
 
     def lookup(self, key: str) -> ActionResult | None:
         path = self.entry_path(key)

@@ -118,7 +118,13 @@ class ContentStore:
 
     def materialize(self, digest: str, dest: Path, executable: bool = False) -> None:
         """Make `dest` hold the blob: a hardlink, or a copy (with a warning when large)."""
-        src = self.blob_path(digest, executable)
+        src = self._blob_file(digest, executable)
+        try:
+            os.link(src, dest)  # the common case: a fresh directory, the same filesystem
+            return
+        except OSError:
+            pass
+        src = Path(src)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.is_symlink() or dest.exists():
             if not dest.is_dir() or dest.is_symlink():
