@@ -169,8 +169,12 @@ def load_yaml(path: Path, display_path: str | None = None):
         empty = LocatedDict()
         empty.location, empty.key_locations, empty.marks = Location(file, 1, 1), {}, _NO_MARKS
         return empty
+    # A bare constructor: a whole SafeLoader holds itself in a cycle (its parser's state is a
+    # bound method) and, through its constructed objects, every node of the file; commands run
+    # with the cyclic collector off (cli/main.py), so each BUILD file's nodes stayed in memory.
+    constructor = yaml.constructor.SafeConstructor()
     try:
-        return _convert(node, file, yaml.SafeLoader(""), [_EXPANSION_BASE + _EXPANSION_PER_BYTE * len(data)])
+        return _convert(node, file, constructor, [_EXPANSION_BASE + _EXPANSION_PER_BYTE * len(data)])
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         raise BuildFileError(f"invalid YAML value: {exc.problem}", Location(file, mark.line + 1, mark.column + 1)) from None
