@@ -140,10 +140,13 @@ class Sandbox:
                     hint=f"the command must write {path} (relative to its working directory); "
                     "use {{out}} or {{out:NAME}} in the command",
                 )
-            resolved = full if self._plain_file(path) else self._inside(full, label)
-            if not resolved.is_file():
-                raise ActionError(f"{label}: declared output '{_relative(path, outdir)}' is not a regular file",
-                                  hint="declare directories under out_dirs")
+            if self._plain_file(path):  # a regular file: nothing more to check
+                resolved = full
+            else:
+                resolved = self._inside(full, label)
+                if not resolved.is_file():
+                    raise ActionError(f"{label}: declared output '{_relative(path, outdir)}' is not a regular file",
+                                      hint="declare directories under out_dirs")
             files.append((_relative(path, outdir), resolved, os.access(resolved, os.X_OK)))
         for path in self.action.output_dirs:
             full = self.root / path
