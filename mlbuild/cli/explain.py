@@ -1,7 +1,7 @@
 """`mlbuild explain`: why a target's action ran (or will run), component by component.
 
-It compares the canonical key content of the target's last two keys (kept in the cache for
-every executed action) or of its last key and the one it would have now, and names what
+It compares the canonical key content of the target's last two keys (kept with their
+action-cache entries) or of its last key and the one it would have now, and names what
 changed: an input file and its digest, an env variable, the command, a toolchain fingerprint.
 With `--against-config=B` it compares the target's key under `--config=A` and under B instead,
 without building: dependencies stand in by their static fingerprints (analysis/fingerprint.py),
@@ -15,7 +15,7 @@ import click
 from ..analysis.analyzer import Analyzer
 from ..analysis.fingerprint import DeclaredToolchains, fingerprints, static_components
 from ..errors import Location, NothingToDoError
-from ..execution.keys import compute_key, load_key_components
+from ..execution.keys import compute_key
 from ..execution.state import BuildState
 from ..hashing import StatCache
 from ..loading.labels import Label
@@ -54,18 +54,20 @@ def explain(ctx, target, configs, against):
     dep_results = {dep: state.get(dep).result for dep in action.deps}
     current_key, inputs = compute_key(action, session.workspace.root, session.cache.stat_cache, dep_results)
     current = action.key_components(inputs)
-    cache_root = session.cache.root
+    entries = session.cache.actions
     if current_key == previous.key:
         if previous.previous_key is None:
             click.echo(f"{label}: up to date (key {current_key[:12]}); it ran because it had never run")
             return
         click.echo(f"{label}: up to date (key {current_key[:12]}); it last ran because:")
-        before = load_key_components(cache_root, previous.previous_key)
+        before = entries.key_components(previous.previous_key)
     else:
         click.echo(f"{label}: will run (key {previous.key[:12]} -> {current_key[:12]}) because:")
-        before = load_key_components(cache_root, previous.key)
+        before = entries.key_components(previous.key)
     if before is None:
-        click.echo("  (the earlier key's content is no longer in the cache)")
+        why = ("a no-cache action keeps no cache entry" if not action.cacheable
+               else "the cache no longer holds its entry")
+        click.echo(f"  (the earlier key's content is not known: {why})")
         return
     for line in diff_components(before, current):
         click.echo(f"  {line}")

@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..filesystem import make_directory
 from ..storage.group_commit import GroupCommit
 from .executors import BUILTIN_EXECUTORS, ExecutorContext
-from .keys import compute_key, record_key_components
+from .keys import compute_key
 from .outcome import Outcome, Status
 from .output_tree import OutputTree
 from .processes import ProcessRunner
@@ -239,7 +239,6 @@ class Builder:
         for dep, result in dep_results.items():
             target = self._targets[dep]
             self.output_tree.readopt(target.alias_of or target.label, result)
-        record_key_components(self.cache.root, key, action, inputs)
         previous = self.state.get(str(label))
         request = ActionRequest(action, key, tuple(inputs), dep_results, is_test=label in self.tests,
                                 cacheable=action.cacheable and label not in self.force, download=self._wanted(label),

@@ -2,23 +2,21 @@
 
 A key needs the digests of the action's inputs: workspace sources through the stat cache (one
 stat per unchanged file), and the outputs of its dependencies from their results, seen at the
-sandbox paths `out/<pkg>/<name>/...` where the action reads them. For every executed action
-the key's canonical content is also kept beside the cache, so `explain` can later name what
+sandbox paths `out/<pkg>/<name>/...` where the action reads them. What a key is a digest of is
+kept in its action-cache entry (storage/action_cache.py), so `explain` can later name what
 changed between two keys.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Mapping
 
-from ..actions import Action, Input, action_key, canonical_encoding
+from ..actions import Action, Input, action_key
 from ..errors import ActionError
 from ..hashing import StatCache
 from ..storage.action_cache import ActionResult
-from ..storage.atomic import write_atomically
 
 
 def action_inputs(action: Action, workspace_root: Path, stat_cache: StatCache,
@@ -46,21 +44,3 @@ def compute_key(action: Action, workspace_root: Path, stat_cache: StatCache,
     """(action key, inputs) of `action` once its dependencies have results."""
     inputs = action_inputs(action, workspace_root, stat_cache, dep_results)
     return action_key(action, inputs), inputs
-
-
-def _note_path(cache_root: Path, key: str) -> Path:
-    return Path(f"{cache_root}/keys/{key[:2]}/{key}")
-
-
-def record_key_components(cache_root: Path, key: str, action: Action, inputs: list[Input]) -> None:
-    """Keep the canonical key content of an executed action so `explain` can diff it later."""
-    path = _note_path(cache_root, key)
-    if not path.exists():  # explain's notes: losing one in a power cut costs nothing
-        write_atomically(path, canonical_encoding(action.key_components(inputs)), durable=False)
-
-
-def load_key_components(cache_root: Path, key: str) -> dict | None:
-    try:
-        return json.loads(_note_path(cache_root, key).read_bytes())
-    except (OSError, ValueError):
-        return None

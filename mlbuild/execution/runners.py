@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
-from ..actions import Action, Input
+from ..actions import Action, Input, canonical_encoding
 from ..errors import ActionError
 from ..storage.action_cache import ActionResult, OutputFile
 from ..storage.group_commit import GroupCommit
@@ -79,6 +79,10 @@ class ActionRequest:
     cacheable: bool = True
     download: bool = True
     last_duration_s: float | None = None
+
+    def encoded_key_components(self) -> bytes:
+        """What the key is a digest of, recorded with the cache entry for `mlbuild explain`."""
+        return canonical_encoding(self.action.key_components(self.inputs))
 
 
 class Runner(Protocol):
@@ -129,7 +133,8 @@ class LocalCacheRunner(WrappingRunner):
             outcome = self.inner.run(request)
             if (outcome.status == Status.EXECUTED and outcome.result.exit_code == 0
                     and self.cache.cas.holds(outcome.result)):  # not when they stayed remote
-                self.commits.store(request.key, outcome.result, then=release)
+                self.commits.store(request.key, outcome.result, then=release,
+                                   key_components=request.encoded_key_components())
                 release = None
             return outcome
         finally:
@@ -151,7 +156,8 @@ class RemoteCacheRunner(WrappingRunner):
     def run(self, request: ActionRequest) -> Outcome:
         shared = request.cacheable and request.action.remotable
         if shared:
-            result = self.remote.fetch(request.key, self.cache, blobs=request.download)
+            result = self.remote.fetch(request.key, self.cache, blobs=request.download,
+                                       key_components=request.encoded_key_components())
             if result is not None:
                 return Outcome(Status.REMOTE_HIT, result)
         outcome = self.inner.run(request)

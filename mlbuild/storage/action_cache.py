@@ -5,6 +5,10 @@ sync per batch of entries, `store_all`; group_commit.py batches them across acti
 reader that finds an entry can trust its blobs exist, even after a power cut; `lookup` still checks, and drops an entry whose blobs vanished
 (a garbage collection racing a crash, or a hand-deleted file). Hits refresh the entry's mtime,
 which is what LRU garbage collection orders by.
+
+An entry file is the manifest on its first line and, on a second, the canonical content of its
+key (`Action.key_components`), which `mlbuild explain` diffs against a later key: kept with the
+entry, it goes when the entry goes, and a lookup reads only the first line.
 """
 
 from __future__ import annotations
@@ -69,6 +73,12 @@ class ActionResult:
             raise ValueError(f"malformed action result: {exc}") from exc
 
 
+def read_manifest(path: Path) -> ActionResult:
+    """The result an entry file records; ValueError when it holds no manifest of our version."""
+    with open(path, "rb") as f:
+        return ActionResult.from_json(f.readline())
+
+
 class ActionCache:
     def __init__(self, root: Path, cas: ContentStore):
         self.root = root / "ac"
@@ -81,7 +91,7 @@ class ActionCache:
     def lookup(self, key: str) -> ActionResult | None:
         path = self.entry_path(key)
         try:
-            result = ActionResult.from_json(path.read_bytes())
+            result = read_manifest(path)
         except FileNotFoundError:
             return None
         except ValueError:
@@ -96,19 +106,31 @@ class ActionCache:
             pass
         return result
 
-    def store(self, key: str, result: ActionResult) -> None:
-        """Record a result whose blobs are already in the CAS (the caller guarantees it)."""
-        self.store_all([(key, result)])
+    def key_components(self, key: str) -> dict | None:
+        """The canonical content of `key` kept with its entry; None once the entry is gone, or
+        when it was recorded without it."""
+        try:
+            with open(self.entry_path(key), "rb") as f:
+                f.readline()
+                return json.loads(f.read())
+        except (OSError, ValueError):
+            return None
 
-    def store_all(self, entries: list[tuple[str, ActionResult]]) -> None:
+    def store(self, key: str, result: ActionResult, key_components: bytes | None = None) -> None:
+        """Record a result whose blobs are already in the CAS (the caller guarantees it), with
+        its key's canonical encoding when known."""
+        self.store_all([(key, result, key_components)])
+
+    def store_all(self, entries: list[tuple[str, ActionResult, bytes | None]]) -> None:
         """Record results whose blobs are in the CAS: one sync puts the blobs on disk, then the
         entries are written (not synced: an entry lost in a power cut costs a rebuild, never a
         wrong result)."""
         if not entries:
             return
         sync_filesystem(self.root)
-        for key, result in entries:
-            write_atomically(self.entry_path(key), result.to_json(), durable=False)
+        for key, result, key_components in entries:
+            body = result.to_json() if key_components is None else result.to_json() + b"\n" + key_components
+            write_atomically(self.entry_path(key), body, durable=False)
 
     def iter_entries(self):
         """Yield (path, key, mtime) for every entry, for stats and garbage collection."""

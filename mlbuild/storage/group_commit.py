@@ -25,7 +25,7 @@ GATHER_S = 0.05
 class GroupCommit:
     def __init__(self, actions: ActionCache):
         self._actions = actions
-        self._queue: list[tuple[str, ActionResult]] = []
+        self._queue: list[tuple[str, ActionResult, bytes | None]] = []
         self._callbacks: dict[str, list[Callable[[], None]]] = {}  # key -> to call once it is recorded
         self._unfinished = 0  # entries handed over whose callbacks have not all run
         self._condition = threading.Condition()
@@ -33,10 +33,12 @@ class GroupCommit:
         self._error: BaseException | None = None
         self._flushing = 0  # flush() calls waiting: record at once
 
-    def store(self, key: str, result: ActionResult, then: Callable[[], None]) -> None:
-        """Record `result` under `key` soon; call `then` once it is recorded (or failed to be)."""
+    def store(self, key: str, result: ActionResult, then: Callable[[], None],
+              key_components: bytes | None = None) -> None:
+        """Record `result` under `key` soon (with the key's canonical encoding, for `explain`);
+        call `then` once it is recorded (or failed to be)."""
         with self._condition:
-            self._queue.append((key, result))
+            self._queue.append((key, result, key_components))
             self._unfinished += 1
             self._callbacks.setdefault(key, []).append(then)
             if self._thread is None:
@@ -79,7 +81,7 @@ class GroupCommit:
             except BaseException as exc:  # noqa: BLE001 - reported by flush(); the callbacks still run
                 self._error = self._error or exc
             with self._condition:
-                callbacks = [c for key, _ in batch for c in self._callbacks.pop(key, [])]
+                callbacks = [c for key, _, _ in batch for c in self._callbacks.pop(key, [])]
             for callback in callbacks:
                 try:
                     callback()

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..hashing import StatCache
-from .action_cache import ActionCache, ActionResult
+from .action_cache import ActionCache, read_manifest
 from .cas import ContentStore
 from .named_locks import NamedLock
 
@@ -98,7 +99,7 @@ class LocalCache:
             removed_entries = 0
             for path, _key, _mtime in entries:
                 try:
-                    digests = set(ActionResult.from_json(path.read_bytes()).blob_digests())
+                    digests = set(read_manifest(path).blob_digests())
                 except (OSError, ValueError):
                     digests = None
                 new = set() if digests is None else digests - kept
@@ -111,6 +112,7 @@ class LocalCache:
                 kept_bytes += new_bytes
             for leftover in [*self.cas.root.glob("*/*.tmp"), *self.actions.root.glob("*/*.tmp")]:
                 leftover.unlink(missing_ok=True)  # no build runs now: every temp file is a crash's
+            shutil.rmtree(self.root / "keys", ignore_errors=True)  # explain's notes before they moved into entries
             blobs_removed = freed = 0
             for path, digest, size, _ in list(self.cas.iter_blobs()):
                 if digest not in kept:

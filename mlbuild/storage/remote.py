@@ -182,10 +182,12 @@ class RemoteCache:
         # per blob per process, e.g. the empty log every action has, on a remote worker).
         self._on_server: set[str] = set()
 
-    def fetch(self, key: str, local: LocalCache, *, blobs: bool = True) -> ActionResult | None:
+    def fetch(self, key: str, local: LocalCache, *, blobs: bool = True,
+              key_components: bytes | None = None) -> ActionResult | None:
         """The result the remote holds for `key`, with every blob verified into `local`; else None.
 
-        On success the entry is also recorded in `local`'s action cache. With `blobs=False`
+        On success the entry is also recorded in `local`'s action cache (with `key_components`,
+        the key's canonical encoding, for `explain`). With `blobs=False`
         only the manifest comes (build without the bytes): its blobs stay on the server until
         something needs them (`fetch_blob`), and `local` records nothing.
         """
@@ -204,7 +206,7 @@ class RemoteCache:
             self._fail(failure)
             return None
         if blobs:
-            local.actions.store(key, result)
+            local.actions.store(key, result, key_components)
         self._count(hits=1)
         return result
 

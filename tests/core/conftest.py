@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from mlbuild.execution.state import BuildState
 from mlbuild.hashing import digest_file, is_digest
-from mlbuild.storage.action_cache import ActionResult
+from mlbuild.storage.action_cache import read_manifest
 
 MLBUILD_SCRIPT = shutil.which("mlbuild")
 
@@ -185,7 +185,7 @@ def check_cache_consistent(cache_root: Path, allow_temp: bool = False) -> dict:
             if path.name.endswith(".tmp"):
                 assert allow_temp, f"temp file left in the action cache: {path}"
                 continue
-            result = ActionResult.from_json(path.read_bytes())
+            result = read_manifest(path)
             for output in result.outputs:
                 blob = output.digest + (".x" if output.executable else "")
                 assert blob in blobs, f"AC entry {path.name} names missing output blob {blob}"

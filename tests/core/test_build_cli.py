@@ -258,6 +258,16 @@ def test_explain_names_env_and_command_changes(mlb):
     assert "command changed" in text and "tr b-z" in text
 
 
+def test_explain_of_a_no_cache_target_says_why_its_earlier_key_is_unknown(mlb):
+    mlb.write({"targets/n/BUILD.yaml": "fresh: {rule: command, srcs: [in.txt], outs: [o.txt], tags: [no-cache], "
+                                       "cmd: 'cat {{src:in.txt}} > {{out}}'}\n",
+               "targets/n/in.txt": "one\n"})
+    mlb.ok("build", "//n:fresh")
+    mlb.write({"targets/n/in.txt": "two\n"})
+    text = mlb.ok("explain", "//n:fresh").stdout
+    assert "will run" in text and "a no-cache action keeps no cache entry" in text
+
+
 # -- bad input: one clear error, the right exit code, an undamaged cache -------------------------
 
 GOOD = {"targets/good/BUILD.yaml": "ok: {rule: command, outs: [o.txt], cmd: 'echo good > {{out}}'}\n"}

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlbuild.actions import canonical_encoding
 from mlbuild.hashing import StatCache, digest_bytes, digest_file
 from mlbuild.storage.action_cache import ActionResult, OutputFile
 from mlbuild.storage.atomic import atomic_writer, write_atomically
@@ -154,6 +155,22 @@ def test_action_cache_round_trip(cache):
     assert cache.actions.lookup(key) == result
     assert cache.actions.lookup(digest_bytes(b"other")) is None
     assert ActionResult.from_json(result.to_json()) == result
+
+
+def test_an_entry_keeps_its_key_components_and_gc_takes_them_along(cache):
+    key = digest_bytes(b"key")
+    result = _entry(cache, key, {"a.txt": b"a"})
+    assert cache.actions.key_components(key) is None  # recorded without them
+    components = {"argv": ["cat", "in.txt"], "inputs": [["in.txt", digest_bytes(b"a"), False]]}
+    cache.actions.store(key, result, canonical_encoding(components))
+    assert cache.actions.lookup(key) == result
+    assert cache.actions.key_components(key) == components
+    legacy_notes = cache.root / "keys" / key[:2] / key  # where mlbuild kept them before
+    legacy_notes.parent.mkdir(parents=True)
+    legacy_notes.write_bytes(b"{}")
+    cache.gc(max_bytes=0)
+    assert cache.actions.key_components(key) is None
+    assert not (cache.root / "keys").exists()
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])

@@ -39,7 +39,7 @@ from mlbuild.execution.outcome import Status
 from mlbuild.hashing import digest_bytes
 from mlbuild.loading.labels import Label
 from mlbuild.loading.workspace import Workspace
-from mlbuild.storage.action_cache import ActionResult
+from mlbuild.storage.action_cache import read_manifest
 from mlbuild.storage.local import LocalCache
 from mlbuild.storage.remote import RemoteCache, RemoteOptions
 from mlbuild.toolchains import ToolchainRegistry
@@ -187,7 +187,7 @@ def entry_usable(cache_dir: Path, key: str | None) -> bool:
     if key is None:
         return False
     try:
-        result = ActionResult.from_json((cache_dir / "ac" / key[:2] / key).read_bytes())
+        result = read_manifest(cache_dir / "ac" / key[:2] / key)
     except FileNotFoundError:
         return False
     for output in result.outputs:

@@ -53,6 +53,16 @@ def source(make_cache, make_result):
     return local, result
 
 
+def test_a_fetched_entry_keeps_the_key_components_for_explain(server, make_remote, make_cache, source):
+    local, result = source
+    remote = make_remote(server.url)
+    remote.publish(KEY, result, local)
+    dest = make_cache("dest")
+    assert remote.fetch(KEY, dest, key_components=b'{"argv":["run"]}') == result
+    assert dest.actions.lookup(KEY) == result
+    assert dest.actions.key_components(KEY) == {"argv": ["run"]}
+
+
 def test_publish_then_fetch_into_an_empty_cache(server, make_remote, make_cache, source, warnings):
     local, result = source
     remote = make_remote(server.url)
