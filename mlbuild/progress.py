@@ -34,11 +34,10 @@ class PlainProgress:
             return
         words = {Status.EXECUTED: "built", Status.LOCAL_HIT: "cache hit", Status.REMOTE_HIT: "remote hit",
                  Status.FAILED: "FAILED", Status.TEST_FAILED: "FAILED"}[status]
-        print(f"[{self.done}/{self.total}] {words} {label} ({mnemonic}, {elapsed:.1f}s){where(node)}",
-              file=self.stream)
+        self.message(f"[{self.done}/{self.total}] {words} {label} ({mnemonic}, {elapsed:.1f}s){where(node)}")
 
     def message(self, text: str) -> None:
-        print(text, file=self.stream)
+        self.stream.write(text + "\n")  # one write(2) per line; print() makes two
 
     def download(self, label: str):
         """Where a download of `label` reports bytes; plain output shows none."""

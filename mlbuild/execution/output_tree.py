@@ -55,10 +55,11 @@ class OutputTree:
     def readopt(self, label, result: ActionResult) -> None:
         """Put back into the CAS any blob of `label`'s result that `cache gc` dropped, from the
         tree (the caller knows the tree is intact: same stats as when it was written)."""
-        directory = self.directory(label)
         for output in result.outputs:
-            if not self.cas.contains(output.digest, output.executable) and (directory / output.path).is_file():
-                self.cas.put_file(directory / output.path, output.executable, digest=output.digest, take=True)
+            if not self.cas.contains(output.digest, output.executable):  # rare: the tree is looked at only then
+                path = self.directory(label) / output.path
+                if path.is_file():
+                    self.cas.put_file(path, output.executable, digest=output.digest, take=True)
 
     def point_convenience_link(self) -> None:
         point_convenience_link(self.workspace_root, self.root)

@@ -39,10 +39,10 @@ _OWNER = (os.geteuid(), os.getegid())  # whom open(O_CREAT) makes a file for: a 
 class NewInodes:
     """Where a sandbox's directories and files come from when nothing is recycled: made new."""
 
-    def make_directories(self, path: Path) -> None:
+    def make_directories(self, path: Path | str) -> None:
         os.makedirs(path, exist_ok=True)  # shared parents (the sandbox base) may appear meanwhile: exist_ok
 
-    def place_file(self, path: Path) -> None:
+    def place_file(self, path: Path | str) -> None:
         """Nothing to place: the caller's open() makes the file."""
 
 
@@ -56,9 +56,10 @@ class Sandbox:
             inodes.make_directories(directory)
 
     def new_file(self, path: Path) -> BinaryIO:
-        """`path` (missing, in an existing directory) opened empty for writing: a log."""
+        """`path` (missing, in an existing directory) opened empty for writing: a log, which
+        only a child process writes, so unbuffered (no buffer, no ioctl or lseek to set one up)."""
         self.inodes.place_file(path)
-        return open(path, "wb")
+        return open(path, "wb", buffering=0)
 
     def substitute(self, text: str) -> str:
         for name, root in self.action.toolchain_roots:
@@ -85,21 +86,22 @@ class Sandbox:
                cas: ContentStore) -> None:
         self._cas = cas
         self._linked: list[tuple[Path, tuple, str | None]] = []  # (staged file, stat, CAS digest)
+        root = str(self.root)  # paths as strings: a Path per input file costs more than its syscalls
         for src, sandbox_path, digest in sources:
-            self._stage_file(src, self.root / sandbox_path, digest)
+            self._stage_file(src, f"{root}/{sandbox_path}", digest)
         for label, result in dep_results.items():
-            directory = self.root / self.action.dep_dir(label)
+            directory = f"{root}/{self.action.dep_dir(label)}"
             for sub in result.directories:
-                self.inodes.make_directories(directory / sub)
+                self.inodes.make_directories(f"{directory}/{sub}")
             for output in result.outputs:
-                blob = cas.blob_path(output.digest, output.executable)
-                self._stage_file(blob, directory / output.path, output.digest)
-            make_symlinks(directory, result)
+                blob = cas.blob_file(output.digest, output.executable)
+                self._stage_file(blob, f"{directory}/{output.path}", output.digest)
+            make_symlinks(Path(directory), result)
         for path in (*self.action.outputs, *self.action.output_dirs):
             self.inodes.make_directories((self.root / path).parent)
 
-    def _stage_file(self, src: Path, dest: Path, digest: str | None) -> None:
-        self.inodes.make_directories(dest.parent)
+    def _stage_file(self, src: Path | str, dest: str, digest: str | None) -> None:
+        self.inodes.make_directories(os.path.dirname(dest))
         st = os.stat(src)
         if st.st_size < COPY_BELOW_BYTES:
             self.inodes.place_file(dest)
@@ -110,7 +112,7 @@ class Sandbox:
         except OSError:
             shutil.copy2(src, dest)
             return
-        self._linked.append((dest, (st.st_size, st.st_mtime_ns), digest))
+        self._linked.append((Path(dest), (st.st_size, st.st_mtime_ns), digest))
 
     def check_inputs_untouched(self) -> None:
         """Fail the action if it wrote to a hardlinked input (and drop a damaged CAS blob)."""
@@ -233,12 +235,14 @@ class Disposal:
         self._spare_files: list[str] = []  # in _spare_dir
         self._spare_count = 0
 
-    def make_directories(self, path: Path) -> None:
+    def make_directories(self, path: Path | str) -> None:
         """`mkdir -p path`, each missing directory a spare when there is one."""
+        path = os.fspath(path)
         if os.path.isdir(path) or self._place(self._spare_directories, path):
             return
-        if not os.path.isdir(path.parent):
-            self.make_directories(path.parent)
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            self.make_directories(parent)
             if self._place(self._spare_directories, path):
                 return
         try:
@@ -247,11 +251,11 @@ class Disposal:
             if not os.path.isdir(path):
                 raise
 
-    def place_file(self, path: Path) -> None:
+    def place_file(self, path: Path | str) -> None:
         """Put a spare file at `path` (missing) when there is one, for the caller to truncate."""
         self._place(self._spare_files, path)
 
-    def _place(self, spares: list[str], path: Path) -> bool:
+    def _place(self, spares: list[str], path: Path | str) -> bool:
         """Rename a spare to `path` (missing: a rename never replaces anything here); False if
         there is none, or its parent is missing (then the spare stays one)."""
         with self._lock:
@@ -363,7 +367,7 @@ def sweep_stale(base: Path) -> None:
             pass  # alive, another user's
 
 
-def _copy(src: Path, dest: Path, st: os.stat_result) -> None:
+def _copy(src: Path | str, dest: str, st: os.stat_result) -> None:
     """Copy a small file's bytes, mode and times (`st`: src's stat) into `dest`, truncating a
     placed spare: seven syscalls where shutil.copy2 makes about twenty."""
     source = os.open(src, os.O_RDONLY | os.O_CLOEXEC)

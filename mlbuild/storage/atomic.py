@@ -14,7 +14,6 @@ import functools
 import os
 import pickle
 import secrets
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,27 +22,74 @@ from pathlib import Path
 def atomic_writer(dest: Path, mode: int = 0o444, durable: bool = True):
     """Yield a binary file; on clean exit it is fsynced (unless not `durable`: a file that may
     be lost in a power cut but never seen partial) and renamed onto `dest`."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:16]}.", suffix=".tmp")
+    fd, tmp = _create_temp_beside(dest, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             if durable:
                 os.fsync(f.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        unlink_quietly(tmp)
         raise
 
 
 def write_atomically(dest: Path, data: bytes, mode: int = 0o444, durable: bool = True) -> None:
-    with atomic_writer(dest, mode, durable) as f:
-        f.write(data)
+    """`atomic_writer` for bytes at hand, with bare syscalls: every action-cache entry is one,
+    and a file object would add an fstat, an ioctl and an lseek."""
+    fd, tmp = _create_temp_beside(dest, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+
+
+def _create_temp_beside(dest: Path, mode: int) -> tuple[int, str]:
+    """A new temp file in dest's directory, open for writing, already with its final `mode`."""
+    tmp = temp_name_beside(dest)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = in_directory_made(lambda: os.open(tmp, flags, 0o600), tmp)
+    try:
+        os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
+    except BaseException:
+        os.close(fd)
+        unlink_quietly(tmp)
+        raise
+    return fd, tmp
+
+
+def temp_name_beside(dest: Path | str) -> str:
+    """A fresh temp name in dest's directory (not created), so a later os.replace stays on one
+    filesystem; garbage collection removes those a crash left (`*.tmp`)."""
+    directory, name = os.path.split(dest)
+    return f"{directory}/.{name[:16]}.{secrets.token_hex(8)}.tmp"
+
+
+def in_directory_made(create, path: str):
+    """`create()`, which makes `path`; when path's directory is missing it is made and `create`
+    tried again (one mkdir per new directory, not one per file)."""
+    try:
+        return create()
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return create()
+
+
+def unlink_quietly(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def sync_filesystem(path: Path) -> None:
@@ -78,7 +124,6 @@ def load_pickle(path: Path, default=None):
 
 
 def temp_path_beside(dest: Path) -> Path:
-    """A fresh temp name in dest's directory (not created: a link or a download makes the file),
-    so a later os.replace stays on one filesystem."""
+    """`temp_name_beside`, its directory made: a download writes the file there."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return dest.with_name(f".{dest.name[:16]}.{secrets.token_hex(8)}.tmp")
+    return Path(temp_name_beside(dest))

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..hashing import StatCache, digest_bytes, digest_file
+from .atomic import in_directory_made, temp_name_beside, temp_path_beside, unlink_quietly, write_atomically
 
 _LARGE_COPY_WARNING_BYTES = 64 << 20
 
@@ -27,14 +28,14 @@ class ContentStore:
         self._stat_cache = stat_cache or StatCache(None)
 
     def blob_path(self, digest: str, executable: bool = False) -> Path:
-        return Path(self._blob_file(digest, executable))
+        return Path(self.blob_file(digest, executable))
 
-    def _blob_file(self, digest: str, executable: bool) -> str:
+    def blob_file(self, digest: str, executable: bool = False) -> str:
         """blob_path as a string: a check on every input of every action need not build a Path."""
         return f"{self.root}/{digest[:2]}/{digest}.x" if executable else f"{self.root}/{digest[:2]}/{digest}"
 
     def contains(self, digest: str, executable: bool = False) -> bool:
-        return os.path.isfile(self._blob_file(digest, executable))
+        return os.path.isfile(self.blob_file(digest, executable))
 
     def holds(self, result) -> bool:
         """Whether every output blob of an ActionResult is here (build without the bytes leaves
@@ -43,11 +44,9 @@ class ContentStore:
 
     def put_bytes(self, data: bytes) -> str:
         digest = digest_bytes(data)
-        dest = self.blob_path(digest)
-        if not dest.exists():
-            from .atomic import write_atomically
-
-            write_atomically(dest, data, durable=False)
+        dest = self.blob_file(digest)
+        if not os.path.exists(dest):
+            write_atomically(Path(dest), data, durable=False)
         return digest
 
     def put_file(
@@ -59,24 +58,17 @@ class ContentStore:
         `src` and `src` turns read-only; otherwise the bytes are copied and `src` is untouched.
         """
         digest = digest or digest_file(src)
-        dest = self.blob_path(digest, executable)
-        if dest.exists():
+        dest = self.blob_file(digest, executable)
+        if os.path.exists(dest):
             return digest
-        from .atomic import temp_path_beside
-
-        tmp = temp_path_beside(dest)
+        tmp = temp_name_beside(dest)
         try:
-            try:
-                if not take:
-                    raise OSError("copy requested")
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
+            in_directory_made(lambda: _link_or_copy(src, tmp, take), tmp)
             os.chmod(tmp, 0o555 if executable else 0o444)
             os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                os.unlink(tmp)
+        except BaseException:
+            unlink_quietly(tmp)
+            raise
         return digest
 
     def adopt(self, tmp: Path, expected_digest: str, executable: bool = False) -> bool:
@@ -96,8 +88,6 @@ class ContentStore:
 
     def incoming_path(self, digest: str) -> Path:
         """A temp path on the store's filesystem for a blob being downloaded."""
-        from .atomic import temp_path_beside
-
         return temp_path_beside(self.blob_path(digest))
 
     def verify(self, digest: str, executable: bool = False) -> bool:
@@ -118,7 +108,7 @@ class ContentStore:
 
     def materialize(self, digest: str, dest: Path, executable: bool = False) -> None:
         """Make `dest` hold the blob: a hardlink, or a copy (with a warning when large)."""
-        src = self._blob_file(digest, executable)
+        src = self.blob_file(digest, executable)
         try:
             os.link(src, dest)  # the common case: a fresh directory, the same filesystem
             return
@@ -155,3 +145,15 @@ class ContentStore:
                 st = entry.stat()
                 yield Path(entry.path), entry.name.removesuffix(".x"), st.st_size, st.st_mtime
 
+
+def _link_or_copy(src: Path, dest: str, link: bool) -> None:
+    """Make `dest` hold src's bytes: a hardlink when allowed and possible, else a copy."""
+    if link:
+        try:
+            os.link(src, dest)
+            return
+        except FileNotFoundError:
+            raise  # dest's directory is missing (or src is gone): the caller decides
+        except OSError:
+            pass  # another filesystem, a link limit: copy
+    shutil.copyfile(src, dest)
