@@ -114,6 +114,7 @@ class Builder:
         self.runner = runner_stack(cache, remote, bottom, self.commits, upload=self.options.upload)
         self.results: dict[str, object] = {}  # label -> ActionResult, as targets complete
         self._keys: dict[str, tuple[str, list[Input]]] = {}
+        self._from_state: set[str] = set()  # up to date from the last build: gc may have dropped their blobs since
         self._lock = threading.Lock()
 
     # -- public ------------------------------------------------------------------------
@@ -216,6 +217,8 @@ class Builder:
         if target.action is None:
             if str(target.alias_of) in self.results:  # dependents read the actual target's outputs here
                 self.results[str(label)] = self.results[str(target.alias_of)]
+                if str(target.alias_of) in self._from_state:
+                    self._from_state.add(str(label))
             return Outcome(Status.NO_ACTION)
         if label in self.force:
             return None
@@ -224,6 +227,7 @@ class Builder:
         if (previous is not None and previous.key == key and intact(previous)
                 and (previous.materialized or not self._wanted(label))):
             self.results[str(label)] = previous.result
+            self._from_state.add(str(label))
             return Outcome(Status.UP_TO_DATE, previous.result)
         return None
 
@@ -236,9 +240,11 @@ class Builder:
         action: Action = self.graph[label].action
         key, inputs = self.key_of(label)
         dep_results = {dep: self.results[dep] for dep in action.deps}
-        for dep, result in dep_results.items():
-            target = self._targets[dep]
-            self.output_tree.readopt(target.alias_of or target.label, result)
+        with self._lock:  # once per build and dep; a dependent staging it meanwhile waits here
+            for dep in self._from_state.intersection(action.deps):
+                self._from_state.discard(dep)
+                target = self._targets[dep]
+                self.output_tree.readopt(target.alias_of or target.label, dep_results[dep])
         previous = self.state.get(str(label))
         request = ActionRequest(action, key, tuple(inputs), dep_results, is_test=label in self.tests,
                                 cacheable=action.cacheable and label not in self.force, download=self._wanted(label),

@@ -32,6 +32,7 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._flushing = 0  # flush() calls waiting: record at once
+        self._idle = False  # the thread waits for an entry; while it gathers, a new one need not wake it
 
     def store(self, key: str, result: ActionResult, then: Callable[[], None],
               key_components: bytes | None = None) -> None:
@@ -44,7 +45,8 @@ class GroupCommit:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="mlbuild-commit", daemon=True)
                 self._thread.start()
-            self._condition.notify_all()
+            if self._idle:
+                self._condition.notify_all()
 
     def after(self, key: str, callback: Callable[[], None]) -> None:
         """Call `callback` once `key`'s pending entry is recorded: now if none is pending."""
@@ -70,7 +72,9 @@ class GroupCommit:
         last_sync = 0.0
         while True:
             with self._condition:
+                self._idle = True
                 self._condition.wait_for(lambda: self._queue)
+                self._idle = False
                 gather = last_sync + GATHER_S - time.monotonic()
                 if gather > 0:
                     self._condition.wait_for(lambda: self._flushing, timeout=gather)
