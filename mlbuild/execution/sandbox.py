@@ -42,6 +42,10 @@ class NewInodes:
     def make_directories(self, path: Path | str) -> None:
         os.makedirs(path, exist_ok=True)  # shared parents (the sandbox base) may appear meanwhile: exist_ok
 
+    def make_directory(self, path: str) -> None:
+        """`path`, whose parent exists."""
+        _mkdir(path)
+
     def place_file(self, path: Path | str) -> None:
         """Nothing to place: the caller's open() makes the file."""
 
@@ -52,8 +56,24 @@ class Sandbox:
         self.action = action
         self.inodes = inodes
         self.root = base / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # owner pid: see sweep_stale
-        for directory in (self.root, self.root / ".home", self.root / ".tmp"):
-            inodes.make_directories(directory)
+        inodes.make_directories(self.root)
+        self._directories = {str(self.root)}  # made in it so far: until the action runs, only we write here
+        for directory in (".home", ".tmp"):
+            self.make_directories(f"{self.root}/{directory}")
+
+    def make_directories(self, path: str) -> None:
+        """`mkdir -p` inside the sandbox, top-down from the deepest directory made so far: no
+        stat, no rename that fails for a missing parent."""
+        missing = []
+        while path not in self._directories:
+            missing.append(path)
+            parent = os.path.dirname(path)
+            if parent == path:
+                raise ValueError(f"{missing[0]} is not inside the sandbox {self.root}")
+            path = parent
+        for directory in reversed(missing):
+            self.inodes.make_directory(directory)
+            self._directories.add(directory)
 
     def new_file(self, path: Path) -> BinaryIO:
         """`path` (missing, in an existing directory) opened empty for writing: a log, which
@@ -92,16 +112,16 @@ class Sandbox:
         for label, result in dep_results.items():
             directory = f"{root}/{self.action.dep_dir(label)}"
             for sub in result.directories:
-                self.inodes.make_directories(f"{directory}/{sub}")
+                self.make_directories(f"{directory}/{sub}")
             for output in result.outputs:
                 blob = cas.blob_file(output.digest, output.executable)
                 self._stage_file(blob, f"{directory}/{output.path}", output.digest)
             make_symlinks(Path(directory), result)
         for path in (*self.action.outputs, *self.action.output_dirs):
-            self.inodes.make_directories((self.root / path).parent)
+            self.make_directories(os.path.dirname(f"{root}/{path}"))
 
     def _stage_file(self, src: Path | str, dest: str, digest: str | None) -> None:
-        self.inodes.make_directories(os.path.dirname(dest))
+        self.make_directories(os.path.dirname(dest))
         st = os.stat(src)
         if st.st_size < COPY_BELOW_BYTES:
             self.inodes.place_file(dest)
@@ -243,13 +263,12 @@ class Disposal:
         parent = os.path.dirname(path)
         if not os.path.isdir(parent):
             self.make_directories(parent)
-            if self._place(self._spare_directories, path):
-                return
-        try:
-            os.mkdir(path)
-        except FileExistsError:  # another sandbox made it (a parent they share)
-            if not os.path.isdir(path):
-                raise
+        self.make_directory(path)
+
+    def make_directory(self, path: str) -> None:
+        """`path`, whose parent exists: a spare when there is one."""
+        if not self._place(self._spare_directories, path):
+            _mkdir(path)
 
     def place_file(self, path: Path | str) -> None:
         """Put a spare file at `path` (missing) when there is one, for the caller to truncate."""
@@ -365,6 +384,14 @@ def sweep_stale(base: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         except PermissionError:
             pass  # alive, another user's
+
+
+def _mkdir(path: str) -> None:
+    try:
+        os.mkdir(path)
+    except FileExistsError:  # another sandbox made it (a parent they share), or a symlink's parent
+        if not os.path.isdir(path):
+            raise
 
 
 def _copy(src: Path | str, dest: str, st: os.stat_result) -> None:
