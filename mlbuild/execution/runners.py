@@ -132,7 +132,7 @@ class LocalCacheRunner(WrappingRunner):
                 return Outcome(Status.LOCAL_HIT, result)
             outcome = self.inner.run(request)
             if (outcome.status == Status.EXECUTED and outcome.result.exit_code == 0
-                    and self.cache.cas.holds(outcome.result)):  # not when they stayed remote
+                    and (outcome.node is None or self.cache.cas.holds(outcome.result))):  # a remote node's may stay there
                 self.commits.store(request.key, outcome.result, then=release,
                                    key_components=request.encoded_key_components())
                 release = None

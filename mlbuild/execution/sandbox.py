@@ -156,14 +156,14 @@ class Sandbox:
         files, directories, symlinks = [], [], []
         for path in self.action.outputs:
             full = self.root / path
-            if not os.path.lexists(full):
+            if self._plain_file(path):  # a regular file: nothing more to check
+                resolved = full
+            elif not os.path.lexists(full):
                 raise ActionError(
                     f"{label} did not produce its declared output '{_relative(path, outdir)}'",
                     hint=f"the command must write {path} (relative to its working directory); "
                     "use {{out}} or {{out:NAME}} in the command",
                 )
-            if self._plain_file(path):  # a regular file: nothing more to check
-                resolved = full
             else:
                 resolved = self._inside(full, label)
                 if not resolved.is_file():
