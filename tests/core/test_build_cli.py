@@ -268,6 +268,21 @@ def test_explain_of_a_no_cache_target_says_why_its_earlier_key_is_unknown(mlb):
     assert "will run" in text and "a no-cache action keeps no cache entry" in text
 
 
+def test_an_action_writing_into_a_large_hardlinked_input_fails_and_the_damaged_blob_is_rebuilt(mlb):
+    size = 9 << 20  # above COPY_BELOW_BYTES: staged as a hardlink of the CAS blob, checked afterwards
+    mlb.write({"targets/l/BUILD.yaml": (
+        f"big: {{rule: command, outs: [big.bin], cmd: 'head -c {size} /dev/zero > {{{{out}}}}'}}\n"
+        "user: {rule: command, deps: [':big'], outs: [o.txt], cmd: 'echo x >> {{dep::big}}; echo done > {{out}}'}\n")})
+    result = mlb("build", "//l:user")
+    assert result.code == 1, str(result)
+    assert "modified its input(s) out/l/big/big.bin" in result.stderr and "Traceback" not in result.stderr
+    blob = mlb.cache / "cas"  # the damaged blob was dropped: no blob of big.bin's size is left
+    assert not [p for p in blob.rglob("*") if p.is_file() and p.stat().st_size == size + 2]
+    again = mlb.ok("build", "//l:big")
+    assert again.built == {"//l:big"}  # its tree file was damaged too: rebuilt, not taken from the cache
+    assert (mlb.root / "mlbuild-out/default/l/big/big.bin").stat().st_size == size
+
+
 # -- bad input: one clear error, the right exit code, an undamaged cache -------------------------
 
 GOOD = {"targets/good/BUILD.yaml": "ok: {rule: command, outs: [o.txt], cmd: 'echo good > {{out}}'}\n"}
