@@ -232,8 +232,9 @@ class Disposal:
     in the last 1-6 minutes when it allocates one, one buffer lookup each: measured, 22% of a
     2,000-action build's CPU, most of it for the files a sandbox creates and deletes: staged
     copies of inputs, stdout, stderr). So a used sandbox's inodes are kept for later sandboxes
-    instead of freed: its directories, emptied, and its plain files (small, this process's
-    own, no other link, no extended attributes) join a pool of spares, with modes reset; a
+    instead of freed: its directories, emptied, and its plain files (small, no other link),
+    when they are this process's own and carry no extended attributes, join a pool of spares,
+    with modes reset; a
     later sandbox renames a spare directory where it would mkdir, and a spare file where it is
     about to create and fill one (`place_file`: the caller's O_TRUNC open drops its old bytes).
     Other files are unlinked. What cannot be emptied that way (an unusual tree, a directory it
@@ -310,17 +311,20 @@ class Disposal:
                     self._recycle(entry.path)
                 elif not self._keep_file(entry):
                     os.unlink(entry.path)
-        if held > _SPARE_MAX_ENTRIES or not self._keep(self._spare_directories, top, _DIRECTORY_MODE):
+        if held > _SPARE_MAX_ENTRIES or not self._keep_directory(top):
             os.rmdir(top)
+
+    def _keep_directory(self, path: str) -> bool:
+        """Keep an emptied directory as a spare if nothing of the action can come with it."""
+        st = os.lstat(path)
+        return _nothing_attached(path, st) and self._keep(self._spare_directories, path, _mode_reset(st, _DIRECTORY_MODE))
 
     def _keep_file(self, entry: os.DirEntry) -> bool:
         """Keep a plain file as a spare if nothing of the action can come with it."""
         st = entry.stat(follow_symlinks=False)
         reusable = (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size <= _SPARE_FILE_MAX_BYTES
-                    and st.st_uid == _OWNER[0] and st.st_gid == _OWNER[1]
-                    and not os.listxattr(entry.path, follow_symlinks=False))
-        mode = None if stat.S_IMODE(st.st_mode) == _FILE_MODE else _FILE_MODE
-        return reusable and self._keep(self._spare_files, entry.path, mode)
+                    and _nothing_attached(entry.path, st))
+        return reusable and self._keep(self._spare_files, entry.path, _mode_reset(st, _FILE_MODE))
 
     def _keep(self, spares: list[str], path: str, mode: int | None) -> bool:
         """Move `path` into the spares, with `mode` (None: as it is), unless they are full."""
@@ -384,6 +388,17 @@ def sweep_stale(base: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         except PermissionError:
             pass  # alive, another user's
+
+
+def _nothing_attached(path: str, st: os.stat_result) -> bool:
+    """Owned as a new inode would be, and without extended attributes (user data, security
+    labels, ACLs: a directory's default ACL would shape the files a later action makes in it)."""
+    return (st.st_uid, st.st_gid) == _OWNER and not os.listxattr(path, follow_symlinks=False)
+
+
+def _mode_reset(st: os.stat_result, mode: int) -> int | None:
+    """The chmod that gives a kept inode back `mode` (what mkdir or open(O_CREAT) gives), if needed."""
+    return None if stat.S_IMODE(st.st_mode) == mode else mode
 
 
 def _mkdir(path: str) -> None:

@@ -74,3 +74,31 @@ def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def _placed_directories(disposal, count: int) -> list:
+    fresh = disposal.base / "fresh"
+    fresh.mkdir(exist_ok=True)
+    made = [fresh / f"d{i}" for i in range(count)]
+    for directory in made:
+        disposal.make_directories(directory)
+    return made
+
+
+def test_a_directory_with_extended_attributes_is_not_kept(disposal):
+    """A default ACL (an xattr) on a directory would shape the files a later action makes in it."""
+    used = used_sandbox(disposal, {"tagged/f": b"x"})
+    os.setxattr(used / "tagged", "user.left_behind", b"1")
+    disposal.discard(used)
+    for directory in _placed_directories(disposal, 3):
+        assert os.listxattr(directory) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory away takes root")
+def test_a_directory_the_action_gave_to_another_user_is_not_kept(disposal):
+    used = used_sandbox(disposal, {"given/f": b"x"})
+    os.chown(used / "given", 12345, 12345)
+    disposal.discard(used)
+    for directory in _placed_directories(disposal, 3):
+        st = directory.stat()
+        assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
