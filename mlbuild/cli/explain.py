@@ -66,7 +66,7 @@ def explain(ctx, target, configs, against):
         before = entries.key_components(previous.key)
     if before is None:
         why = ("a no-cache action keeps no cache entry" if not action.cacheable
-               else "the cache no longer holds its entry")
+               else "the cache no longer holds it")
         click.echo(f"  (the earlier key's content is not known: {why})")
         return
     for line in diff_components(before, current):

@@ -132,7 +132,8 @@ class LocalCacheRunner(WrappingRunner):
                 return Outcome(Status.LOCAL_HIT, result)
             outcome = self.inner.run(request)
             if (outcome.status == Status.EXECUTED and outcome.result.exit_code == 0
-                    and (outcome.node is None or self.cache.cas.holds(outcome.result))):  # a remote node's may stay there
+                    and (outcome.node is None  # ran here: its blobs are here; a remote node's may stay there
+                         or self.cache.cas.holds(outcome.result))):
                 self.commits.store(request.key, outcome.result, then=release,
                                    key_components=request.encoded_key_components())
                 release = None

@@ -234,9 +234,9 @@ class Disposal:
     copies of inputs, stdout, stderr). So a used sandbox's inodes are kept for later sandboxes
     instead of freed: its directories, emptied, and its plain files (small, no other link),
     when they are this process's own and carry no extended attributes, join a pool of spares,
-    with modes reset; a
-    later sandbox renames a spare directory where it would mkdir, and a spare file where it is
-    about to create and fill one (`place_file`: the caller's O_TRUNC open drops its old bytes).
+    with modes reset; a later sandbox renames a spare directory where it would mkdir, and a
+    spare file where it is about to create and fill one (`place_file`: the caller's O_TRUNC
+    open drops its old bytes).
     Other files are unlinked. What cannot be emptied that way (an unusual tree, a directory it
     cannot empty) is renamed into a trash directory (one syscall); every `batch` of them, one
     `rm -rf` child process deletes the lot, so thousands of small trees cost mlbuild neither
@@ -317,7 +317,8 @@ class Disposal:
     def _keep_directory(self, path: str) -> bool:
         """Keep an emptied directory as a spare if nothing of the action can come with it."""
         st = os.lstat(path)
-        return _nothing_attached(path, st) and self._keep(self._spare_directories, path, _mode_reset(st, _DIRECTORY_MODE))
+        reusable = _nothing_attached(path, st)
+        return reusable and self._keep(self._spare_directories, path, _mode_reset(st, _DIRECTORY_MODE))
 
     def _keep_file(self, entry: os.DirEntry) -> bool:
         """Keep a plain file as a spare if nothing of the action can come with it."""
