@@ -214,20 +214,22 @@ class Builder:
 
     def _try_inline(self, label) -> Outcome | None:
         target = self.graph[label]
+        text = str(label)  # one string for the results and the set below (at 100k targets it shows)
         if target.action is None:
-            if str(target.alias_of) in self.results:  # dependents read the actual target's outputs here
-                self.results[str(label)] = self.results[str(target.alias_of)]
-                if str(target.alias_of) in self._from_state:
-                    self._from_state.add(str(label))
+            actual = str(target.alias_of)
+            if actual in self.results:  # dependents read the actual target's outputs here
+                self.results[text] = self.results[actual]
+                if actual in self._from_state:
+                    self._from_state.add(text)
             return Outcome(Status.NO_ACTION)
         if label in self.force:
             return None
         key, _ = self.key_of(label)
-        previous = self.state.get(str(label))
+        previous = self.state.get(text)
         if (previous is not None and previous.key == key and intact(previous)
                 and (previous.materialized or not self._wanted(label))):
-            self.results[str(label)] = previous.result
-            self._from_state.add(str(label))
+            self.results[text] = previous.result
+            self._from_state.add(text)
             return Outcome(Status.UP_TO_DATE, previous.result)
         return None
 
