@@ -318,6 +318,10 @@ def main() -> int:
     args = parser.parse_args()
     args.mlbuild = args.mlbuild.split()
     args.baseline = args.baseline.split() if args.baseline else None
+    measured = {"mlbuild": args.mlbuild, "baseline": args.baseline, "ninja": [args.ninja]}
+    for system, command in measured.items():
+        if command and system not in args.skip and not args.generate_only and shutil.which(command[0]) is None:
+            parser.error(f"--{system}: no program {command[0]!r} (give a path or a command on PATH)")
 
     if args.out:
         base = Path(args.out).resolve()
