@@ -353,9 +353,9 @@ def main() -> int:
     runners = {s: (h.ninja if s == "ninja" else functools.partial(h.mlbuild, s)) for s in systems}
     results: dict[str, dict[str, object]] = {s: {} for s in systems}
     fs = mount_info(base)
-    ninja_version = subprocess.run([args.ninja, "--version"], check=False, capture_output=True,
-                                   text=True).stdout.strip()
-    print(f"host: {os.cpu_count()} cpus, filesystem {fs}, python {sys.version.split()[0]}, ninja {ninja_version}, "
+    ninja = "" if "ninja" not in systems else ", ninja " + subprocess.run(
+        [args.ninja, "--version"], check=False, capture_output=True, text=True).stdout.strip()
+    print(f"host: {os.cpu_count()} cpus, filesystem {fs}, python {sys.version.split()[0]}{ninja}, "
           f"-j{args.jobs}", flush=True)
 
     def step(name: str, system: str, run: Run) -> Run:
