@@ -14,33 +14,19 @@ import functools
 import os
 import pickle
 import secrets
-from contextlib import contextmanager
 from pathlib import Path
 
 
-@contextmanager
-def atomic_writer(dest: Path, mode: int = 0o444, durable: bool = True):
-    """Yield a binary file; on clean exit it is fsynced (unless not `durable`: a file that may
-    be lost in a power cut but never seen partial) and renamed onto `dest`."""
-    fd, tmp = _create_temp_beside(dest, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        unlink_quietly(tmp)
-        raise
-
-
-def write_atomically(dest: Path, data: bytes, mode: int = 0o444, durable: bool = True) -> None:
-    """`atomic_writer` for bytes at hand, with bare syscalls: every action-cache entry is one,
-    and a file object would add an fstat, an ioctl and an lseek."""
-    fd, tmp = _create_temp_beside(dest, mode)
+def write_atomically(dest: Path | str, data: bytes, mode: int = 0o444, durable: bool = True) -> None:
+    """Write `data` to a temp file beside `dest`, fsync it (unless not `durable`: a file that may
+    be lost in a power cut but never seen partial) and rename it onto `dest`. Bare syscalls:
+    every action-cache entry is one, and a file object would add an fstat, an ioctl and an lseek."""
+    tmp = temp_name_beside(dest)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = in_directory_made(lambda: os.open(tmp, flags, 0o600), tmp)
     try:
         try:
+            os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -52,20 +38,6 @@ def write_atomically(dest: Path, data: bytes, mode: int = 0o444, durable: bool =
     except BaseException:
         unlink_quietly(tmp)
         raise
-
-
-def _create_temp_beside(dest: Path, mode: int) -> tuple[int, str]:
-    """A new temp file in dest's directory, open for writing, already with its final `mode`."""
-    tmp = temp_name_beside(dest)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = in_directory_made(lambda: os.open(tmp, flags, 0o600), tmp)
-    try:
-        os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
-    except BaseException:
-        os.close(fd)
-        unlink_quietly(tmp)
-        raise
-    return fd, tmp
 
 
 def temp_name_beside(dest: Path | str) -> str:

@@ -46,7 +46,7 @@ class ContentStore:
         digest = digest_bytes(data)
         dest = self.blob_file(digest)
         if not os.path.exists(dest):
-            write_atomically(Path(dest), data, durable=False)
+            write_atomically(dest, data, durable=False)
         return digest
 
     def put_file(

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from mlbuild.actions import canonical_encoding
 from mlbuild.hashing import StatCache, digest_bytes, digest_file
 from mlbuild.storage.action_cache import ActionResult, OutputFile
-from mlbuild.storage.atomic import atomic_writer, write_atomically
+from mlbuild.storage import atomic
+from mlbuild.storage.atomic import write_atomically
 from mlbuild.storage.local import LocalCache
 
 from .conftest import check_cache_consistent
@@ -276,12 +277,18 @@ def test_atomic_write_leaves_no_temp_file(tmp_path):
     assert [p.name for p in dest.parent.iterdir()] == ["file"]
 
 
-def test_atomic_write_interrupted_keeps_the_old_file(tmp_path):
+def test_atomic_write_interrupted_keeps_the_old_file(tmp_path, monkeypatch):
     dest = tmp_path / "file"
     write_atomically(dest, b"old")
-    with pytest.raises(KeyboardInterrupt), atomic_writer(dest) as f:
-        f.write(b"partial new content")
+    write = os.write
+
+    def interrupted(fd, data):  # part of the new bytes written, then Ctrl-C
+        write(fd, bytes(data[:7]))
         raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(atomic.os, "write", interrupted)
+        write_atomically(dest, b"partial new content")
     assert dest.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
