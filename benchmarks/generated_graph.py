@@ -18,7 +18,7 @@ Then measures, in this one run, each as the wall time of the whole process (star
   edit         one line appended to that source: actions re-run and time.
 With `--baseline CMD` a second mlbuild (e.g. the last release, or main) is measured the same
 way in its own copy of the workspace and cache. It prints a table with seconds, peak RSS and
-ratios to ninja, and the goals: mlbuild no-op < 0.5 s (<= 1 s above 10,000 targets), full build
+ratios to ninja, and the goals: mlbuild no-op < 0.5 s (< 1 s above 10,000 targets), full build
 <= 1.5x ninja. Each command is started by a small fresh interpreter that times it and reads its
 peak RSS: Linux carries a process's peak RSS over exec from the process that vforked it, so a
 command started by this one (which holds the whole graph) would report at least this one's. A
