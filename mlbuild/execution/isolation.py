@@ -1,14 +1,19 @@
 """What an action's process may reach beyond its sandbox directory: the network, the host.
 
 An action runs without network unless it declares it (a `network` tag or attribute), as
-Bazel's block-network does: its process starts in a new, empty network namespace (even
-loopback is down), so a build step cannot quietly depend on a server, and an air-gapped
-machine behaves like a connected one. Downloads are mlbuild's own in-process work and keep
-the network. As root the thread that spawns the process enters a new namespace for the spawn
-(a network namespace belongs to a thread and a child starts in its parent thread's), which
-spares exec'ing `unshare --net` before every action; otherwise a user namespace mapping the
-caller to itself makes it possible (`unshare --user --map-current-user --net`); where neither
-works the action fails with a message saying so, rather than running with the network on.
+Bazel's block-network does: its process starts in an empty network namespace (even loopback
+is down), so a build step cannot quietly depend on a server, and an air-gapped machine
+behaves like a connected one. Downloads are mlbuild's own in-process work and keep the
+network. As root the thread that spawns the process enters the namespace for the spawn (a
+network namespace belongs to a thread and a child starts in its parent thread's), which
+spares exec'ing `unshare --net` before every action; the namespace, lent to one running
+action at a time, serves the next action too while it is still empty, and is made anew when
+an action left an interface up, added one, or left a process holding a socket in it (a
+process left behind that opens one only later, after the next action started, is the gap
+this reuse leaves against a namespace per action). Otherwise a user namespace mapping the
+caller to itself makes it possible (`unshare --user --map-current-user --net`, a new one per
+action); where neither works the action fails with a message saying so, rather than running
+with the network on.
 
 An action whose toolchains include a container image runs inside that image instead: the
 sandbox is bind-mounted at the same path (so every path in argv and env holds), as the
@@ -20,10 +25,14 @@ Ctrl-C, which kills the docker client, can remove it too.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import os
 import shutil
+import socket
+import struct
 import subprocess
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +47,7 @@ class Confined:
 
     argv: list[str]
     env: dict[str, str]
-    no_network: bool = False  # spawn it in a new network namespace (`children_without_network`)
+    no_network: bool = False  # spawn it in an empty network namespace (`empty_network_namespace`)
     container_name: str | None = None
     runtime: str | None = None
 
@@ -73,24 +82,87 @@ def confine(action: Action, argv: list[str], env: dict[str, str], sandbox_root: 
 
 
 _CLONE_NEWNET = 0x40000000
+_SIOCGIFFLAGS = 0x8913
+_IFF_UP = 0x1
+
+
+class _EmptyNetworkNamespace:
+    """A network namespace with no interface up (loopback is down), kept open for one action
+    after another: making a namespace costs more than a trivial action (the kernel sets up, and
+    later tears down, every protocol's state for it), so it is made anew only when an action
+    changed it."""
+
+    def __init__(self):
+        self._fd: int | None = None
+        self._interfaces: list[bytes] = []  # as made: loopback, and a kernel's fallback tunnels
+        self._probe: socket.socket | None = None  # a socket of the namespace: asks it about its interfaces
+
+    @contextmanager
+    def spawning(self):
+        """Processes the calling thread spawns in the body start in this namespace, made (again)
+        first if it is not, or no longer, empty; then the thread goes back to mlbuild's own."""
+        home = _home_network_namespace()
+        try:
+            if self._fd is None or not self._entered_still_empty():
+                self._make()
+            yield
+        finally:
+            _namespace_call("setns", home, _CLONE_NEWNET)
+
+    def _entered_still_empty(self) -> bool:
+        """Enter it; whether the actions that ran in it left it as made: no socket but the probe
+        (a process an action left running and listening would hold one), the same interfaces,
+        none up. Asked from inside, through /proc/thread-self/net, which answers for the
+        caller's namespace; not through netlink, whose sockets count for a while after closing.
+        (A kernel that counts sockets system-wide gets a new namespace every time.)"""
+        _namespace_call("setns", self._fd, _CLONE_NEWNET)
+        with open("/proc/thread-self/net/sockstat", "rb") as sockstat:
+            sockets = sockstat.readline()
+        return (sockets == b"sockets: used 1\n" and _interfaces() == self._interfaces
+                and not any(map(self._is_up, self._interfaces)))
+
+    def _is_up(self, interface: bytes) -> bool:
+        request = struct.pack("16sH14x", interface, 0)
+        return bool(struct.unpack_from("16sH", fcntl.ioctl(self._probe, _SIOCGIFFLAGS, request))[1] & _IFF_UP)
+
+    def _make(self) -> None:
+        """A new namespace, entered by the calling thread; the old one goes with its last process."""
+        _namespace_call("unshare", _CLONE_NEWNET)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._probe.close()
+        self._fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._interfaces = _interfaces()
+
+
+def _interfaces() -> list[bytes]:
+    """The names of the calling thread's network namespace's interfaces."""
+    with open("/proc/thread-self/net/dev", "rb") as dev:
+        return [line.partition(b":")[0].strip() for line in dev.readlines()[2:]]
+
+
+_idle_namespaces: list[_EmptyNetworkNamespace] = []
+_idle_namespaces_lock = threading.Lock()
 
 
 @contextmanager
-def children_without_network():
-    """Processes spawned in the body start in a new, empty network namespace; this thread
-    enters it for the body and then goes back to mlbuild's own."""
-    home = _home_network_namespace()
-    _namespace_call("unshare", _CLONE_NEWNET)
+def empty_network_namespace():
+    """Lend an action an empty network namespace for the body, its whole run (no two running
+    actions share one), and yield its `spawning` context for the process to start in."""
+    with _idle_namespaces_lock:
+        namespace = _idle_namespaces.pop() if _idle_namespaces else _EmptyNetworkNamespace()
     try:
-        yield
+        yield namespace.spawning
     finally:
-        _namespace_call("setns", home, _CLONE_NEWNET)
+        with _idle_namespaces_lock:
+            _idle_namespaces.append(namespace)
 
 
 @functools.cache
 def _home_network_namespace() -> int:
     """mlbuild's own network namespace, opened by a thread that is in it (every thread is,
-    outside `children_without_network`)."""
+    outside `spawning`)."""
     return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
 
@@ -112,7 +184,7 @@ def _threads_can_unshare() -> bool:
     if os.geteuid() != 0:
         return False
     try:
-        with children_without_network():
+        with empty_network_namespace() as spawning, spawning():
             return True
     except OSError:
         return False

@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
-from .isolation import children_without_network
+from .isolation import empty_network_namespace
 
 _GRACE_S = 2.0
 _POLL_S = 1.0  # the longest a wait blocks without looking at pending interrupts
@@ -33,13 +33,18 @@ class ProcessRunner:
 
     def run(self, argv, cwd, env, stdout, stderr, timeout_s: float | None, no_network: bool = False) -> ProcessResult:
         """Run to completion; `stdout`/`stderr` are open files, or None to inherit (streaming);
-        `no_network`: in a new network namespace (isolation.py)."""
+        `no_network`: in an empty network namespace (isolation.py)."""
         if self._cancelled.is_set():
             return ProcessResult(-1, False, True)
-        with children_without_network() if no_network else nullcontext():
-            process = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=_devnull(), start_new_session=True,
-            )
+        with empty_network_namespace() if no_network else nullcontext(nullcontext) as spawning:
+            with spawning():
+                process = subprocess.Popen(
+                    argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=_devnull(), start_new_session=True,
+                )
+            return self._finish(process, timeout_s)
+
+    def _finish(self, process: subprocess.Popen, timeout_s: float | None) -> ProcessResult:
+        """Wait for the started `process`, killing its group on a timeout, cancel or interrupt."""
         with self._lock:
             self._running.add(process)
             cancelled = self._cancelled.is_set()

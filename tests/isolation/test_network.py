@@ -77,3 +77,80 @@ def test_where_no_namespace_can_be_made_the_action_fails_saying_how_to_fix_it(mo
         isolation._namespace_prefix.cache_clear()
     assert "//t:x: cannot run without network: util-linux's `unshare` is not installed" in caught.value.message
     assert "tag the target `network`" in caught.value.hint
+
+
+LOOPBACK_PY = """\
+import fcntl, os, socket, struct, sys
+probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+flags = struct.unpack_from("16sH", fcntl.ioctl(probe, 0x8913, struct.pack("16sH14x", b"lo", 0)))[1]
+if sys.argv[1:] == ["up"]:
+    fcntl.ioctl(probe, 0x8914, struct.pack("16sH14x", b"lo", flags | 1))
+print(os.readlink("/proc/self/ns/net"), "up" if flags & 1 else "down")
+"""
+
+
+def test_an_empty_namespace_serves_the_next_action_until_one_leaves_loopback_up(tmp_path):
+    """Namespaces are reused (making one costs more than a trivial action), but never one that an
+    action changed: the action after one that brought loopback up finds it down again."""
+    import os
+    import sys
+
+    import pytest
+
+    from mlbuild.execution import isolation
+    from mlbuild.execution.processes import ProcessRunner
+
+    if not isolation._threads_can_unshare():
+        pytest.skip("namespaces are lent by the spawning thread only as root")
+    runner = ProcessRunner()
+
+    def action(*args: str) -> tuple[str, str]:
+        with open(tmp_path / "out", "w+") as out:
+            result = runner.run([sys.executable, "-c", LOOPBACK_PY, *args], tmp_path, {}, out, None, 30, no_network=True)
+            out.seek(0)
+            assert result.exit_code == 0, out.read()
+            namespace, loopback = out.read().split()
+        return namespace, loopback
+
+    first, loopback = action()
+    assert first != os.readlink("/proc/self/ns/net") and loopback == "down"
+    assert action("up") == (first, "down"), "the action that brings loopback up runs in the same empty namespace"
+    after, loopback = action()
+    assert loopback == "down" and after != first, "the next one gets a new namespace"
+    assert action() == (after, "down")
+
+
+def test_a_namespace_where_a_process_left_behind_holds_a_socket_is_not_lent_again(tmp_path):
+    """An action's sockets close with it and the namespace serves the next action; a process
+    the action left running, listening on an abstract socket, keeps the next ones out of it."""
+    import os
+    import signal
+    import sys
+
+    import pytest
+
+    from mlbuild.execution import isolation
+    from mlbuild.execution.processes import ProcessRunner
+
+    if not isolation._threads_can_unshare():
+        pytest.skip("namespaces are lent by the spawning thread only as root")
+    runner = ProcessRunner()
+    opens_sockets = ("import os, socket, time\nprint(os.readlink('/proc/self/ns/net'))\n"
+                     "s = socket.socket(socket.AF_UNIX); s.bind('\\0mlbuild-test'); socket.socket()\n")
+    leaves_a_listener = opens_sockets + "s.listen()\nchild = os.fork()\nif child == 0:\n    os.setsid(); time.sleep(120)\nprint(child)\n"
+
+    def action(program: str) -> list[str]:
+        with open(tmp_path / "out", "w+") as out:
+            result = runner.run([sys.executable, "-c", program], tmp_path, {}, out, None, 30, no_network=True)
+            out.seek(0)
+            assert result.exit_code == 0, out.read()
+            return out.read().split()
+
+    [first] = action(opens_sockets)
+    assert action(opens_sockets) == [first], "sockets closed with their action leave the namespace empty"
+    namespace, listener = action(leaves_a_listener)
+    try:
+        assert namespace == first
+        assert action(opens_sockets) != [first], "the listener left behind keeps the next action out"
+    finally:
+        os.kill(int(listener), signal.SIGKILL)
