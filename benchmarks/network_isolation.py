@@ -110,7 +110,7 @@ def spawn_table(spawns: int, rounds: int = 3) -> None:
         subprocess.Popen(["/bin/true"]).wait()
 
     def lent():
-        with isolation.empty_network_namespace() as spawning, spawning():
+        with isolation.empty_network_namespace() as namespace, namespace.spawning():
             process = subprocess.Popen(["/bin/true"])
         process.wait()
 

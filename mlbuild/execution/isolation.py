@@ -8,12 +8,12 @@ network. As root the thread that spawns the process enters the namespace for the
 network namespace belongs to a thread and a child starts in its parent thread's), which
 spares exec'ing `unshare --net` before every action; the namespace, lent to one running
 action at a time, serves the next action too while it is still empty, and is made anew when
-an action left an interface up, added one, or left a process holding a socket in it (a
-process left behind that opens one only later, after the next action started, is the gap
-this reuse leaves against a namespace per action). Otherwise a user namespace mapping the
-caller to itself makes it possible (`unshare --user --map-current-user --net`, a new one per
-action); where neither works the action fails with a message saying so, rather than running
-with the network on.
+an action left an interface up, added one, left a socket open in it, or left a process of
+its process group running. (A daemon that left the group and opens a socket or brings an
+interface up only after the next action started is the gap this reuse leaves against a
+namespace per action.) Otherwise a user namespace mapping the caller to itself makes it
+possible (`unshare --user --map-current-user --net`, a new one per action); where neither
+works the action fails with a message saying so, rather than running with the network on.
 
 An action whose toolchains include a container image runs inside that image instead: the
 sandbox is bind-mounted at the same path (so every path in argv and env holds), as the
@@ -125,12 +125,18 @@ class _EmptyNetworkNamespace:
         request = struct.pack("16sH14x", interface, 0)
         return bool(struct.unpack_from("16sH", fcntl.ioctl(self._probe, _SIOCGIFFLAGS, request))[1] & _IFF_UP)
 
-    def _make(self) -> None:
-        """A new namespace, entered by the calling thread; the old one goes with its last process."""
-        _namespace_call("unshare", _CLONE_NEWNET)
+    def retire(self) -> None:
+        """Let the next action have a new namespace; this one goes when the last process in it
+        exits."""
         if self._fd is not None:
             os.close(self._fd)
             self._probe.close()
+            self._fd = None
+
+    def _make(self) -> None:
+        """A new namespace, entered by the calling thread, in place of the old one."""
+        _namespace_call("unshare", _CLONE_NEWNET)
+        self.retire()
         self._fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._interfaces = _interfaces()
@@ -149,11 +155,12 @@ _idle_namespaces_lock = threading.Lock()
 @contextmanager
 def empty_network_namespace():
     """Lend an action an empty network namespace for the body, its whole run (no two running
-    actions share one), and yield its `spawning` context for the process to start in."""
+    actions share one): its `spawning()` starts the action's process in it, and `retire()`
+    keeps it from the next action when processes of this one outlive it."""
     with _idle_namespaces_lock:
         namespace = _idle_namespaces.pop() if _idle_namespaces else _EmptyNetworkNamespace()
     try:
-        yield namespace.spawning
+        yield namespace
     finally:
         with _idle_namespaces_lock:
             _idle_namespaces.append(namespace)
@@ -184,7 +191,7 @@ def _threads_can_unshare() -> bool:
     if os.geteuid() != 0:
         return False
     try:
-        with empty_network_namespace() as spawning, spawning():
+        with empty_network_namespace() as namespace, namespace.spawning():
             return True
     except OSError:
         return False

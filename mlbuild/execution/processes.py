@@ -36,12 +36,15 @@ class ProcessRunner:
         `no_network`: in an empty network namespace (isolation.py)."""
         if self._cancelled.is_set():
             return ProcessResult(-1, False, True)
-        with empty_network_namespace() if no_network else nullcontext(nullcontext) as spawning:
-            with spawning():
+        with empty_network_namespace() if no_network else nullcontext() as namespace:
+            with namespace.spawning() if namespace else nullcontext():
                 process = subprocess.Popen(
                     argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=_devnull(), start_new_session=True,
                 )
-            return self._finish(process, timeout_s)
+            result = self._finish(process, timeout_s)
+            if namespace and _group_left_running(process.pid):
+                namespace.retire()
+            return result
 
     def _finish(self, process: subprocess.Popen, timeout_s: float | None) -> ProcessResult:
         """Wait for the started `process`, killing its group on a timeout, cancel or interrupt."""
@@ -112,6 +115,18 @@ def _exit_watch(process: subprocess.Popen):
         yield lambda timeout_s: poller.poll(timeout_s * 1000)
     finally:
         os.close(pidfd)
+
+
+def _group_left_running(group: int) -> bool:
+    """Whether processes of the exited action's process group still run (started in the
+    background and not waited for)."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # one changed its user: running all the same
+        pass
+    return True
 
 
 def _kill_group(process: subprocess.Popen) -> None:

@@ -154,3 +154,36 @@ def test_a_namespace_where_a_process_left_behind_holds_a_socket_is_not_lent_agai
         assert action(opens_sockets) != [first], "the listener left behind keeps the next action out"
     finally:
         os.kill(int(listener), signal.SIGKILL)
+
+
+def test_a_namespace_where_an_action_left_processes_running_is_not_lent_again(tmp_path):
+    """A background process the action started and did not wait for may open a socket or bring
+    loopback up later, while the next action runs: that action gets a new namespace."""
+    import os
+    import signal
+    import sys
+
+    import pytest
+
+    from mlbuild.execution import isolation
+    from mlbuild.execution.processes import ProcessRunner
+
+    if not isolation._threads_can_unshare():
+        pytest.skip("namespaces are lent by the spawning thread only as root")
+    runner = ProcessRunner()
+
+    def action(script: str) -> list[str]:
+        with open(tmp_path / "out", "w+") as out:
+            result = runner.run(["/bin/sh", "-c", f"readlink /proc/self/ns/net; {script}"], tmp_path, {}, out, None,
+                                30, no_network=True)
+            assert result.exit_code == 0
+            out.seek(0)
+            return out.read().split()
+
+    [first] = action("true")
+    namespace, background = action("sleep 120 >/dev/null & echo $!")
+    try:
+        assert namespace == first
+        assert action("true") != [first]
+    finally:
+        os.kill(int(background), signal.SIGKILL)
