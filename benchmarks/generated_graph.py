@@ -27,7 +27,7 @@ peak below the spawner's own (about 8 MiB) reads as the spawner's.
     python benchmarks/generated_graph.py                      # 10,000 targets, 100 packages, -j2
     python benchmarks/generated_graph.py --targets 2000 --keep
     python benchmarks/generated_graph.py --generate-only --out /tmp/graph   # then profile by hand
-    python benchmarks/generated_graph.py --baseline "env PYTHONPATH=/path/to/main mlbuild"
+    python benchmarks/generated_graph.py --baseline "env PYTHONPATH=/path/to/main python3 -c 'import sys; from mlbuild.cli.main import main; sys.exit(main())'"
 
 Generated directories live in a fresh temp dir (deleted afterwards unless --keep), or in --out.
 """
@@ -40,6 +40,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -307,8 +308,10 @@ def main() -> int:
                         help="mlbuild executable (default: the console script beside this Python, "
                         "bypassing any pyenv shim)")
     parser.add_argument("--baseline", metavar="CMD",
-                        help="a second mlbuild command to measure the same way, e.g. main's: "
-                        "'env PYTHONPATH=/path/to/main mlbuild'")
+                        help="a second mlbuild command to measure the same way, split as a shell would, e.g. "
+                        "main's: \"env PYTHONPATH=/path/to/main python3 -c 'import sys; from mlbuild.cli.main import main; "
+                        "sys.exit(main())'\" "
+                        "(name the interpreter itself: a pyenv shim adds its own, varying start-up)")
     parser.add_argument("--ninja", default=shutil.which("ninja") or "ninja")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per build command")
     parser.add_argument("--no-bytecode-cache", action="store_true",
@@ -316,8 +319,8 @@ def main() -> int:
                         "dropped and bytecode goes to <dir>/pycache, as a normal install would have it)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
-    args.mlbuild = args.mlbuild.split()
-    args.baseline = args.baseline.split() if args.baseline else None
+    args.mlbuild = shlex.split(args.mlbuild)
+    args.baseline = shlex.split(args.baseline) if args.baseline else None
     measured = {"mlbuild": args.mlbuild, "baseline": args.baseline, "ninja": [args.ninja]}
     for system, command in measured.items():
         if command and system not in args.skip and not args.generate_only and shutil.which(command[0]) is None:
