@@ -1,8 +1,14 @@
 """Actions run without network unless they declare it: a loopback server the test starts is
-out of reach of a plain action, and reachable from one tagged (or attributed) `network`."""
+out of reach of a plain action, and reachable from one tagged (or attributed) `network`; the
+empty namespace a plain action runs in serves the next one only while nothing of it remains."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+
+import pytest
 from core.conftest import ROOT_BUILD
 
 FETCH_PY = """\
@@ -43,7 +49,6 @@ def test_a_network_tag_or_attribute_lets_it_reach_the_server(workspace, file_ser
 def test_without_root_a_user_namespace_blocks_the_network(file_server, no_proxies, monkeypatch):
     """The non-root path, taken here by pretending not to be root: unshare --user --map-current-user."""
     import subprocess
-    import sys
 
     from mlbuild.execution import isolation
 
@@ -62,8 +67,6 @@ def test_without_root_a_user_namespace_blocks_the_network(file_server, no_proxie
 
 
 def test_where_no_namespace_can_be_made_the_action_fails_saying_how_to_fix_it(monkeypatch):
-    import pytest
-
     from mlbuild.errors import ActionError
     from mlbuild.execution import isolation
 
@@ -79,6 +82,27 @@ def test_where_no_namespace_can_be_made_the_action_fails_saying_how_to_fix_it(mo
     assert "tag the target `network`" in caught.value.hint
 
 
+
+@pytest.fixture
+def lent_action(tmp_path):
+    """Run an action without network through a ProcessRunner, as root (where namespaces are
+    lent and reused); the words it printed."""
+    from mlbuild.execution import isolation
+    from mlbuild.execution.processes import ProcessRunner
+
+    if not isolation._threads_can_unshare():
+        pytest.skip("namespaces are lent by the spawning thread only as root")
+    runner = ProcessRunner()
+
+    def run(*argv: str) -> list[str]:
+        with open(tmp_path / "out", "w+") as out:
+            result = runner.run(list(argv), tmp_path, {}, out, None, 30, no_network=True)
+            out.seek(0)
+            assert result.exit_code == 0, out.read()
+            return out.read().split()
+    return run
+
+
 LOOPBACK_PY = """\
 import fcntl, os, socket, struct, sys
 probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -88,102 +112,65 @@ if sys.argv[1:] == ["up"]:
 print(os.readlink("/proc/self/ns/net"), "up" if flags & 1 else "down")
 """
 
+# Prints its namespace, opens an abstract unix socket and an inet one; closed when it exits.
+OPENS_SOCKETS_PY = """\
+import os, socket, sys, time
+print(os.readlink("/proc/self/ns/net"))
+listener = socket.socket(socket.AF_UNIX)
+listener.bind("\\0mlbuild-test")
+socket.socket()
+"""
 
-def test_an_empty_namespace_serves_the_next_action_until_one_leaves_loopback_up(tmp_path):
+# ... and leaves a process of a session of its own behind, holding the listening socket; prints its pid.
+LEAVES_A_LISTENER_PY = OPENS_SOCKETS_PY + """\
+listener.listen()
+ready_read, ready_write = os.pipe()
+child = os.fork()
+if child == 0:
+    os.setsid()
+    os.write(ready_write, b"x")
+    time.sleep(120)
+os.read(ready_read, 1)
+print(child)
+"""
+
+
+def test_an_empty_namespace_serves_the_next_action_until_one_leaves_loopback_up(lent_action):
     """Namespaces are reused (making one costs more than a trivial action), but never one that an
     action changed: the action after one that brought loopback up finds it down again."""
-    import os
-    import sys
-
-    import pytest
-
-    from mlbuild.execution import isolation
-    from mlbuild.execution.processes import ProcessRunner
-
-    if not isolation._threads_can_unshare():
-        pytest.skip("namespaces are lent by the spawning thread only as root")
-    runner = ProcessRunner()
-
-    def action(*args: str) -> tuple[str, str]:
-        with open(tmp_path / "out", "w+") as out:
-            result = runner.run([sys.executable, "-c", LOOPBACK_PY, *args], tmp_path, {}, out, None, 30, no_network=True)
-            out.seek(0)
-            assert result.exit_code == 0, out.read()
-            namespace, loopback = out.read().split()
-        return namespace, loopback
-
-    first, loopback = action()
+    first, loopback = lent_action(sys.executable, "-c", LOOPBACK_PY)
     assert first != os.readlink("/proc/self/ns/net") and loopback == "down"
-    assert action("up") == (first, "down"), "the action that brings loopback up runs in the same empty namespace"
-    after, loopback = action()
+    assert lent_action(sys.executable, "-c", LOOPBACK_PY, "up") == [first, "down"], \
+        "the action that brings loopback up runs in the same empty namespace"
+    after, loopback = lent_action(sys.executable, "-c", LOOPBACK_PY)
     assert loopback == "down" and after != first, "the next one gets a new namespace"
-    assert action() == (after, "down")
+    assert lent_action(sys.executable, "-c", LOOPBACK_PY) == [after, "down"]
 
 
-def test_a_namespace_where_a_process_left_behind_holds_a_socket_is_not_lent_again(tmp_path):
-    """An action's sockets close with it and the namespace serves the next action; a process
-    the action left running, listening on an abstract socket, keeps the next ones out of it."""
-    import os
-    import signal
-    import sys
-
-    import pytest
-
-    from mlbuild.execution import isolation
-    from mlbuild.execution.processes import ProcessRunner
-
-    if not isolation._threads_can_unshare():
-        pytest.skip("namespaces are lent by the spawning thread only as root")
-    runner = ProcessRunner()
-    opens_sockets = ("import os, socket, time\nprint(os.readlink('/proc/self/ns/net'))\n"
-                     "s = socket.socket(socket.AF_UNIX); s.bind('\\0mlbuild-test'); socket.socket()\n")
-    leaves_a_listener = opens_sockets + "s.listen()\nchild = os.fork()\nif child == 0:\n    os.setsid(); time.sleep(120)\nprint(child)\n"
-
-    def action(program: str) -> list[str]:
-        with open(tmp_path / "out", "w+") as out:
-            result = runner.run([sys.executable, "-c", program], tmp_path, {}, out, None, 30, no_network=True)
-            out.seek(0)
-            assert result.exit_code == 0, out.read()
-            return out.read().split()
-
-    [first] = action(opens_sockets)
-    assert action(opens_sockets) == [first], "sockets closed with their action leave the namespace empty"
-    namespace, listener = action(leaves_a_listener)
+def test_a_namespace_where_a_process_left_behind_holds_a_socket_is_not_lent_again(lent_action):
+    """An action's sockets close with it and the namespace serves the next action; a process it
+    left running in a session of its own (out of its process group), listening on an abstract
+    socket, keeps the next ones out of it."""
+    [first] = lent_action(sys.executable, "-c", OPENS_SOCKETS_PY)
+    assert lent_action(sys.executable, "-c", OPENS_SOCKETS_PY) == [first], \
+        "sockets closed with their action leave the namespace empty"
+    namespace, listener = lent_action(sys.executable, "-c", LEAVES_A_LISTENER_PY)
     try:
         assert namespace == first
-        assert action(opens_sockets) != [first], "the listener left behind keeps the next action out"
+        assert lent_action(sys.executable, "-c", OPENS_SOCKETS_PY) != [first], \
+            "the listener left behind keeps the next action out"
     finally:
         os.kill(int(listener), signal.SIGKILL)
 
 
-def test_a_namespace_where_an_action_left_processes_running_is_not_lent_again(tmp_path):
+def test_a_namespace_where_an_action_left_processes_running_is_not_lent_again(lent_action):
     """A background process the action started and did not wait for may open a socket or bring
     loopback up later, while the next action runs: that action gets a new namespace."""
-    import os
-    import signal
-    import sys
-
-    import pytest
-
-    from mlbuild.execution import isolation
-    from mlbuild.execution.processes import ProcessRunner
-
-    if not isolation._threads_can_unshare():
-        pytest.skip("namespaces are lent by the spawning thread only as root")
-    runner = ProcessRunner()
-
-    def action(script: str) -> list[str]:
-        with open(tmp_path / "out", "w+") as out:
-            result = runner.run(["/bin/sh", "-c", f"readlink /proc/self/ns/net; {script}"], tmp_path, {}, out, None,
-                                30, no_network=True)
-            assert result.exit_code == 0
-            out.seek(0)
-            return out.read().split()
-
-    [first] = action("true")
-    namespace, background = action("sleep 120 >/dev/null & echo $!")
+    namespace_of = "readlink /proc/self/ns/net"
+    [first] = lent_action("/bin/sh", "-c", namespace_of)
+    namespace, background = lent_action("/bin/sh", "-c", f"{namespace_of}; sleep 120 >/dev/null & echo $!")
     try:
         assert namespace == first
-        assert action("true") != [first]
+        assert lent_action("/bin/sh", "-c", namespace_of) != [first]
     finally:
         os.kill(int(background), signal.SIGKILL)
