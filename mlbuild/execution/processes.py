@@ -41,10 +41,11 @@ class ProcessRunner:
                 process = subprocess.Popen(
                     argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, stdin=_devnull(), start_new_session=True,
                 )
-            result = self._finish(process, timeout_s)
-            if namespace and _group_left_running(process.pid):
-                namespace.retire()
-            return result
+            try:
+                return self._finish(process, timeout_s)
+            finally:  # after an interrupt too: a process that outlived its group's kill keeps it
+                if namespace and _group_left_running(process.pid):
+                    namespace.retire()
 
     def _finish(self, process: subprocess.Popen, timeout_s: float | None) -> ProcessResult:
         """Wait for the started `process`, killing its group on a timeout, cancel or interrupt."""
