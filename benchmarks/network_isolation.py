@@ -98,13 +98,9 @@ def main() -> int:
 
 def spawn_table(spawns: int, rounds: int = 3) -> None:
     """Per-spawn wall and CPU milliseconds of the three ways, best of `rounds` interleaved rounds."""
-    import ctypes
     import resource
 
     from mlbuild.execution import isolation
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
     def plain():
         subprocess.Popen(["/bin/true"]).wait()
@@ -115,12 +111,11 @@ def spawn_table(spawns: int, rounds: int = 3) -> None:
         process.wait()
 
     def new_each_time():
-        if libc.unshare(0x40000000) != 0:  # CLONE_NEWNET
-            raise OSError(ctypes.get_errno(), "unshare")
+        isolation._namespace_call("unshare", isolation._CLONE_NEWNET)
         try:
             process = subprocess.Popen(["/bin/true"])
         finally:
-            libc.setns(home, 0x40000000)
+            isolation._namespace_call("setns", isolation._home_network_namespace(), isolation._CLONE_NEWNET)
         process.wait()
 
     def cpu_s() -> float:
