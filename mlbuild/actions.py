@@ -121,11 +121,5 @@ def canonical_encoding(components: dict) -> bytes:
     return json.dumps(components, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def encoded_key(action: Action, inputs: list[Input]) -> tuple[str, bytes]:
-    """(the action key, the canonical encoding it is the digest of)."""
-    components = canonical_encoding(action.key_components(inputs))
-    return digest_bytes(components), components
-
-
 def action_key(action: Action, inputs: list[Input]) -> str:
-    return encoded_key(action, inputs)[0]
+    return digest_bytes(canonical_encoding(action.key_components(inputs)))

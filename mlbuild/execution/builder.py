@@ -23,12 +23,12 @@ from typing import Callable
 
 import filelock
 
-from ..actions import Action, Resources
+from ..actions import Action, Input, Resources
 from ..errors import UserError
 from ..filesystem import make_directory
 from ..storage.group_commit import GroupCommit
 from .executors import BUILTIN_EXECUTORS, ExecutorContext
-from .keys import ComputedKey, compute_key
+from .keys import compute_key
 from .outcome import Outcome, Status
 from .output_tree import OutputTree
 from .processes import ProcessRunner
@@ -113,7 +113,7 @@ class Builder:
         bottom = runner or (executor(self.sandboxes) if executor is not None else self.sandboxes)
         self.runner = runner_stack(cache, remote, bottom, self.commits, upload=self.options.upload)
         self.results: dict[str, object] = {}  # label -> ActionResult, as targets complete
-        self._keys: dict[str, ComputedKey] = {}
+        self._keys: dict[str, tuple[str, list[Input]]] = {}
         self._from_state: set[str] = set()  # up to date from the last build: gc may have dropped their blobs since
         self._lock = threading.Lock()
 
@@ -176,7 +176,7 @@ class Builder:
         finally:
             lock.release()
 
-    def key_of(self, label) -> ComputedKey:
+    def key_of(self, label) -> tuple[str, list[Input]]:
         """The action key of an analyzed target whose deps have been built."""
         text = str(label)
         cached = self._keys.get(text)
@@ -210,7 +210,7 @@ class Builder:
         if key is None:
             notify()
         else:
-            self.commits.after(key.digest, notify)
+            self.commits.after(key[0], notify)
 
     def _try_inline(self, label) -> Outcome | None:
         target = self.graph[label]
@@ -224,7 +224,7 @@ class Builder:
             return Outcome(Status.NO_ACTION)
         if label in self.force:
             return None
-        key = self.key_of(label).digest
+        key, _ = self.key_of(label)
         previous = self.state.get(text)
         if (previous is not None and previous.key == key and intact(previous)
                 and (previous.materialized or not self._wanted(label))):
@@ -240,7 +240,7 @@ class Builder:
 
     def _work(self, label) -> Outcome:
         action: Action = self.graph[label].action
-        key = self.key_of(label)
+        key, inputs = self.key_of(label)
         dep_results = {dep: self.results[dep] for dep in action.deps}
         with self._lock:  # once per build and dep; a dependent staging it meanwhile waits here
             for dep in self._from_state.intersection(action.deps):
@@ -248,16 +248,15 @@ class Builder:
                 target = self._targets[dep]
                 self.output_tree.readopt(target.alias_of or target.label, dep_results[dep])
         previous = self.state.get(str(label))
-        request = ActionRequest(action, key.digest, tuple(key.inputs), dep_results, is_test=label in self.tests,
+        request = ActionRequest(action, key, tuple(inputs), dep_results, is_test=label in self.tests,
                                 cacheable=action.cacheable and label not in self.force, download=self._wanted(label),
-                                last_duration_s=previous.result.duration_s if previous else None,
-                                key_components=key.components)
+                                last_duration_s=previous.result.duration_s if previous else None)
         try:
             outcome = self.runner.run(request)
         except UserError as exc:
             return Outcome(Status.FAILED, error=exc)
         try:
-            self._materialize(label, key.digest, outcome.result)
+            self._materialize(label, key, outcome.result)
         except UserError as exc:  # a file blocks the target's output directory
             return Outcome(Status.FAILED, error=exc)
         if outcome.result.exit_code != 0:

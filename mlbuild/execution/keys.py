@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import Mapping
 
-from ..actions import Action, Input, encoded_key
+from ..actions import Action, Input, action_key
 from ..errors import ActionError
 from ..hashing import StatCache
 from ..storage.action_cache import ActionResult
@@ -39,17 +39,8 @@ def action_inputs(action: Action, workspace_root: Path, stat_cache: StatCache,
     return inputs
 
 
-class ComputedKey(NamedTuple):
-    """An action key with what it was computed from."""
-
-    digest: str
-    inputs: list[Input]
-    components: bytes  # the canonical encoding `digest` is of: kept with the cache entry, encoded once
-
-
 def compute_key(action: Action, workspace_root: Path, stat_cache: StatCache,
-                dep_results: Mapping[str, ActionResult]) -> ComputedKey:
-    """The action key of `action` once its dependencies have results."""
+                dep_results: Mapping[str, ActionResult]) -> tuple[str, list[Input]]:
+    """(action key, inputs) of `action` once its dependencies have results."""
     inputs = action_inputs(action, workspace_root, stat_cache, dep_results)
-    digest, components = encoded_key(action, inputs)
-    return ComputedKey(digest, inputs, components)
+    return action_key(action, inputs), inputs

@@ -30,8 +30,6 @@ What a runner receives, `ActionRequest` (frozen):
   download     bring the result's blobs here even if it was found or made remotely (the
                requested targets' with --remote-download=toplevel, every one with all);
   last_duration_s  how long it ran last time, if known (a remote executor keeps tiny ones here).
-  key_components   the canonical encoding the key is a digest of, kept with its cache entries
-                   for `mlbuild explain` (None: recorded without it).
 
 What it returns: an `Outcome` whose `status` says where the result came from (LOCAL_HIT,
 REMOTE_HIT or EXECUTED, with the `node` when a remote executor ran it) and whose `result` is an
@@ -60,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
-from ..actions import Action, Input
+from ..actions import Action, Input, canonical_encoding
 from ..errors import ActionError
 from ..storage.action_cache import ActionResult, OutputFile
 from ..storage.group_commit import GroupCommit
@@ -81,7 +79,10 @@ class ActionRequest:
     cacheable: bool = True
     download: bool = True
     last_duration_s: float | None = None
-    key_components: bytes | None = None  # what the key is a digest of, kept with the cache entry for explain
+
+    def encoded_key_components(self) -> bytes:
+        """What the key is a digest of, recorded with the cache entry for `mlbuild explain`."""
+        return canonical_encoding(self.action.key_components(self.inputs))
 
 
 class Runner(Protocol):
@@ -134,7 +135,7 @@ class LocalCacheRunner(WrappingRunner):
                     and (outcome.node is None  # ran here: its blobs are here; a remote node's may stay there
                          or self.cache.cas.holds(outcome.result))):
                 self.commits.store(request.key, outcome.result, then=release,
-                                   key_components=request.key_components)
+                                   key_components=request.encoded_key_components())
                 release = None
             return outcome
         finally:
@@ -157,7 +158,7 @@ class RemoteCacheRunner(WrappingRunner):
         shared = request.cacheable and request.action.remotable
         if shared:
             result = self.remote.fetch(request.key, self.cache, blobs=request.download,
-                                       key_components=request.key_components)
+                                       key_components=request.encoded_key_components())
             if result is not None:
                 return Outcome(Status.REMOTE_HIT, result)
         outcome = self.inner.run(request)
