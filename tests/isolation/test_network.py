@@ -82,7 +82,6 @@ def test_where_no_namespace_can_be_made_the_action_fails_saying_how_to_fix_it(mo
     assert "tag the target `network`" in caught.value.hint
 
 
-
 @pytest.fixture
 def lent_action(tmp_path):
     """Run an action without network through a ProcessRunner, as root (where namespaces are
