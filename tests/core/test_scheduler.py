@@ -3,6 +3,8 @@ failure handling and critical-path-first ordering."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 
 import pytest
@@ -270,8 +272,9 @@ def test_oversized_node_is_clamped_and_runs_alone():
     assert outcomes["big"].status == "executed"
 
 
-def test_exception_in_main_loop_aborts_running_work():
-    """Ctrl-C while waiting: running work is told to stop and the interrupt propagates."""
+def test_exception_while_scheduling_aborts_and_propagates():
+    """An exception raised while a node is being started (here by an observer) reaches the
+    caller, and the build is aborted."""
     gate = threading.Event()
     aborted = []
 
@@ -290,3 +293,24 @@ def test_exception_in_main_loop_aborts_running_work():
     with pytest.raises(KeyboardInterrupt):
         Scheduler(Capacity(1), 1).run({"a": Node(())}, work, abort=abort, on_event=on_event)
     assert aborted
+
+
+def test_interrupt_while_waiting_aborts_running_work():
+    """Ctrl-C while the calling thread waits for the workers: running work is told to stop,
+    the workers end, and the interrupt propagates."""
+    gate = threading.Event()
+    aborted = []
+
+    def work(name):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered to the calling thread, which is waiting
+        gate.wait(timeout=10)
+        return Outcome("executed")
+
+    def abort():
+        aborted.append(True)
+        gate.set()
+
+    with pytest.raises(KeyboardInterrupt):
+        Scheduler(Capacity(1), 1).run({"a": Node(())}, work, abort=abort)
+    assert aborted
+    assert not [t for t in threading.enumerate() if t.name.startswith("mlbuild_")]
