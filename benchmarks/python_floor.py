@@ -16,6 +16,7 @@ and the sandbox cost.
 
     python benchmarks/generated_graph.py --targets 2000 --packages 20 --generate-only --out /tmp/g2k
     python benchmarks/python_floor.py /tmp/g2k/ninja-ws --rounds 3
+    python benchmarks/python_floor.py /tmp/g2k/ninja-ws --mlbuild "$(command -v mlbuild)"  # all three
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import itertools
 import os
 import resource
 import select
+import shlex
 import shutil
 import subprocess
 import sys
@@ -204,27 +206,50 @@ def measure(run) -> tuple[float, float]:
     return time.perf_counter() - wall, _cpu_s() - cpu
 
 
+def _check(done: subprocess.CompletedProcess) -> None:
+    """A failed build ends the benchmark with its command and the end of its stderr."""
+    if done.returncode != 0:
+        raise SystemExit(f"{shlex.join(done.args)} exited {done.returncode}:\n{done.stderr.strip()[-2000:]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ninja_ws", type=Path, help="a ninja workspace from generated_graph.py --generate-only")
     parser.add_argument("--jobs", "-j", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved floor and ninja builds")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved builds of each system")
     parser.add_argument("--ninja", default=shutil.which("ninja") or "ninja")
+    parser.add_argument("--mlbuild", metavar="CMD",
+                        help="also build the sibling mlbuild-ws with this mlbuild (split as a shell would), "
+                             "from a fresh cache and output tree each round")
     args = parser.parse_args()
     if not (args.ninja_ws / "build.ninja").is_file():
         parser.error(f"{args.ninja_ws} has no build.ninja: generate one with generated_graph.py --generate-only")
+    mlbuild_ws = args.ninja_ws.parent / "mlbuild-ws"
+    if args.mlbuild and not (mlbuild_ws / "BUILD.yaml").is_file():
+        parser.error(f"--mlbuild needs the generated workspace {mlbuild_ws} beside the ninja one")
     print(f"{len(read_ninja_graph(args.ninja_ws))} actions, -j{args.jobs}, "
           f"network namespaces {'on' if os.geteuid() == 0 else 'off (not root)'}")
-    print("round  floor wall / CPU     ninja wall / CPU     floor/ninja")
+    systems = ["floor", "ninja", *(["mlbuild"] if args.mlbuild else [])]
+    print("round  " + "".join(f"{name + ' wall / CPU':>22s}" for name in systems)
+          + "".join(f"{name + '/ninja':>15s}" for name in systems if name != "ninja"))
     for number in range(1, args.rounds + 1):
+        results = {}
         with tempfile.TemporaryDirectory(dir=args.ninja_ws.parent) as work:
-            floor = measure(Floor(args.ninja_ws, Path(work), args.jobs).build)
+            results["floor"] = measure(Floor(args.ninja_ws, Path(work), args.jobs).build)
         shutil.rmtree(args.ninja_ws / "out", ignore_errors=True)
-        Path(args.ninja_ws / ".ninja_log").unlink(missing_ok=True)
-        ninja = measure(lambda: subprocess.run([args.ninja, "-j", str(args.jobs)], cwd=args.ninja_ws, check=True,
-                                               stdout=subprocess.DEVNULL))
-        print(f"{number:5d}  {floor[0]:7.2f} s / {floor[1]:6.2f} s  {ninja[0]:7.2f} s / {ninja[1]:6.2f} s"
-              f"  {floor[0] / ninja[0]:6.2f}x")
+        (args.ninja_ws / ".ninja_log").unlink(missing_ok=True)
+        results["ninja"] = measure(lambda: _check(subprocess.run(
+            [args.ninja, "-j", str(args.jobs)], cwd=args.ninja_ws, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True)))
+        if args.mlbuild:
+            for leftover in (".mlbuild", "mlbuild-out"):  # the last round's build state and output tree
+                shutil.rmtree(mlbuild_ws / leftover, ignore_errors=True)
+            with tempfile.TemporaryDirectory(dir=args.ninja_ws.parent) as cache:
+                argv = [*shlex.split(args.mlbuild), "--cache-dir", cache, "build", "//...", "-j", str(args.jobs)]
+                results["mlbuild"] = measure(lambda: _check(subprocess.run(
+                    argv, cwd=mlbuild_ws, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+        print(f"{number:5d}  " + "".join(f"{results[n][0]:11.2f} s / {results[n][1]:6.2f} s" for n in systems)
+              + "".join(f"{results[n][0] / results['ninja'][0]:14.2f}x" for n in systems if n != "ninja"))
     return 0
 
 
