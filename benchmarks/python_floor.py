@@ -3,20 +3,20 @@ graph while doing each action's work the way mlbuild does it, against ninja in t
 
 For every action of a ninja workspace written by `generated_graph.py --generate-only`, the
 floor does what mlbuild's sandboxed execution does, and nothing more: a fresh sandbox
-directory, sources copied and dependency outputs hardlinked from a content-addressed store,
-the command run as `/bin/bash -c` with a scrubbed environment (LANG=C.UTF-8, sandbox HOME and
-TMPDIR) in its own session, in a reused empty network namespace whose sockets and interfaces
-are checked before each spawn (as root), waited for through a pidfd; then the output hashed
-with blake3 and linked into the store read-only by an atomic rename, an action-cache entry
-written the same way, the filesystem synced once per 64 entries, the output linked into an
-output tree, and the sandbox removed. No loading, analysis, keys over sources, up-to-date
-check, progress, logs in the store or build state: the gap between this floor and mlbuild is
-what those and mlbuild's structure cost per action, the gap between it and ninja what Python
-and the sandbox cost.
+directory, sources copied and dependency outputs hardlinked from a content-addressed store, the
+command run as `/bin/bash -c` with a scrubbed environment (LANG=C.UTF-8, sandbox HOME and
+TMPDIR) in its own session, in a reused empty network namespace whose socket count and
+interfaces are read before each spawn as mlbuild reads them to check it (as root), waited for
+through a pidfd; then the output hashed with blake3 and linked into the store read-only by an
+atomic rename, an action-cache entry written the same way, the filesystem synced once per 64
+entries, the output linked into an output tree, and the sandbox removed. No loading, analysis,
+keys over sources, up-to-date check, progress, logs in the store or build state: the gap
+between this floor and mlbuild is what those and mlbuild's structure cost per action, the gap
+between it and ninja what Python and the sandbox cost.
 
     python benchmarks/generated_graph.py --targets 2000 --packages 20 --generate-only --out /tmp/g2k
     python benchmarks/python_floor.py /tmp/g2k/ninja-ws --rounds 3
-    python benchmarks/python_floor.py /tmp/g2k/ninja-ws --mlbuild "$(command -v mlbuild)"  # all three
+    python benchmarks/python_floor.py /tmp/g2k/ninja-ws --mlbuild "$VENV/bin/mlbuild"  # all three; not a pyenv shim
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def read_ninja_graph(ninja_ws: Path) -> dict[str, tuple[list[str], str]]:
 
 
 class EmptyNetworkNamespace:
-    """One reusable empty network namespace; entering it reads what mlbuild checks per spawn."""
+    """One reusable empty network namespace; entering it reads what mlbuild reads per spawn to
+    check that the namespace is still empty (the comparison itself costs next to nothing)."""
 
     def __init__(self, home: int):
         _libc.unshare(_CLONE_NEWNET)
