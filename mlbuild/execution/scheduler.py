@@ -30,6 +30,11 @@ from typing import Callable, Hashable
 from ..actions import Resources
 from .outcome import Outcome, Status
 
+# The longest the calling thread waits without looking at pending signals. Linux may deliver a
+# Ctrl-C to any thread, and Python runs its handler only when the main thread next runs; the
+# workers do not wake it until the run is over, so it wakes itself.
+_SIGNAL_POLL_S = 0.25
+
 
 @dataclass(frozen=True)
 class Capacity:
@@ -113,7 +118,7 @@ class _Run:
                 self._record([], [n for n in self._nodes if self._pending[n] == 0])
                 self._share()
                 while not (self._raised or self._over()):
-                    self._changed.wait()
+                    self._changed.wait(_SIGNAL_POLL_S)
                 raised = self._raised
             if raised is not None:
                 raise raised

@@ -3,7 +3,6 @@ failure handling and critical-path-first ordering."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 
@@ -296,21 +295,17 @@ def test_exception_while_scheduling_aborts_and_propagates():
 
 
 def test_interrupt_while_waiting_aborts_running_work():
-    """Ctrl-C while the calling thread waits for the workers: running work is told to stop,
-    the workers end, and the interrupt propagates."""
-    gate = threading.Event()
-    aborted = []
+    """Ctrl-C while the calling thread waits for the workers, delivered (as Linux may) to a
+    worker thread: running work is told to stop, the workers end, the interrupt propagates."""
+    stopped = threading.Event()  # set by abort: the running work's process killed
+    stopped_in_time = []
 
     def work(name):
-        os.kill(os.getpid(), signal.SIGINT)  # delivered to the calling thread, which is waiting
-        gate.wait(timeout=10)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this worker, not the waiting caller
+        stopped_in_time.append(stopped.wait(timeout=10))  # else it would run on: a hung build
         return Outcome("executed")
 
-    def abort():
-        aborted.append(True)
-        gate.set()
-
     with pytest.raises(KeyboardInterrupt):
-        Scheduler(Capacity(1), 1).run({"a": Node(())}, work, abort=abort)
-    assert aborted
+        Scheduler(Capacity(1), 1).run({"a": Node(())}, work, abort=stopped.set)
+    assert stopped_in_time == [True]
     assert not [t for t in threading.enumerate() if t.name.startswith("mlbuild_")]
