@@ -72,11 +72,11 @@ class EmptyNetworkNamespace:
 
 
 class Floor:
-    """One build of the graph into `work` with `jobs` threads."""
+    """One build of `graph` (read_ninja_graph of `ninja_ws`) into `work` with `jobs` threads."""
 
-    def __init__(self, ninja_ws: Path, work: Path, jobs: int):
+    def __init__(self, graph: dict[str, tuple[list[str], str]], ninja_ws: Path, work: Path, jobs: int):
         self.ninja_ws, self.jobs = ninja_ws, jobs
-        self.graph = read_ninja_graph(ninja_ws)
+        self.graph = graph
         self.cas, self.actions, self.out, self.sandboxes = (str(work / d) for d in ("cas", "ac", "out", "sandbox"))
         for directory in (self.cas, self.actions):
             for shard in range(256):
@@ -228,7 +228,8 @@ def main() -> int:
     mlbuild_ws = args.ninja_ws.parent / "mlbuild-ws"
     if args.mlbuild and not (mlbuild_ws / "BUILD.yaml").is_file():
         parser.error(f"--mlbuild needs the generated workspace {mlbuild_ws} beside the ninja one")
-    print(f"{len(read_ninja_graph(args.ninja_ws))} actions, -j{args.jobs}, "
+    graph = read_ninja_graph(args.ninja_ws)
+    print(f"{len(graph)} actions, -j{args.jobs}, "
           f"network namespaces {'on' if os.geteuid() == 0 else 'off (not root)'}")
     systems = ["floor", "ninja", *(["mlbuild"] if args.mlbuild else [])]
     print("round  " + "".join(f"{name + ' wall / CPU':>22s}" for name in systems)
@@ -236,7 +237,7 @@ def main() -> int:
     for number in range(1, args.rounds + 1):
         results = {}
         with tempfile.TemporaryDirectory(dir=args.ninja_ws.parent) as work:
-            results["floor"] = measure(Floor(args.ninja_ws, Path(work), args.jobs).build)
+            results["floor"] = measure(Floor(graph, args.ninja_ws, Path(work), args.jobs).build)
         shutil.rmtree(args.ninja_ws / "out", ignore_errors=True)
         (args.ninja_ws / ".ninja_log").unlink(missing_ok=True)
         results["ninja"] = measure(lambda: _check(subprocess.run(
