@@ -9,7 +9,7 @@ import signal
 import subprocess
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from .isolation import empty_network_namespace
@@ -86,36 +86,33 @@ def _wait(process: subprocess.Popen, timeout_s: float | None) -> bool:
     blocking waitpid would not see an interrupt raised in this thread without a signal, which is
     how Ray cancels a running task. The exit is seen at once through a pidfd; subprocess's own
     timed wait polls with sleeps that double from 1 ms, which for a 3 ms action costs more
-    than the action."""
+    than the action (it is the fallback where the kernel has no pidfds, before Linux 5.3)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with _exit_watch(process) as exited:
-        while True:
-            remaining = _POLL_S if deadline is None else min(_POLL_S, max(0.0, deadline - time.monotonic()))
-            if exited is not None:
-                exited(remaining)
-            try:
-                process.wait(timeout=remaining if exited is None else 0)  # 0: reap it if it exited
-                return False
-            except subprocess.TimeoutExpired:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return True
-
-
-@contextmanager
-def _exit_watch(process: subprocess.Popen):
-    """Yield `exited(timeout_s)`, which returns once `process` has exited or the timeout has
-    passed; None where the kernel has no pidfds (before Linux 5.3)."""
     try:
         pidfd = os.pidfd_open(process.pid)
     except (AttributeError, OSError):
-        yield None
-        return
+        pidfd = exited = None
+    else:
+        exited = select.poll()
+        exited.register(pidfd, select.POLLIN)
     try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        yield lambda timeout_s: poller.poll(timeout_s * 1000)
+        while True:
+            remaining = _POLL_S if deadline is None else min(_POLL_S, max(0.0, deadline - time.monotonic()))
+            if exited is not None:
+                if exited.poll(remaining * 1000):
+                    process.wait()  # it has exited: reaped at once
+                    return False
+            else:
+                try:
+                    process.wait(timeout=remaining)
+                    return False
+                except subprocess.TimeoutExpired:
+                    pass
+            if deadline is not None and time.monotonic() >= deadline:
+                return True
     finally:
-        os.close(pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _group_left_running(group: int) -> bool:
