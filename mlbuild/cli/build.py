@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -93,7 +94,7 @@ def _failed_test_logs(builder, label, outcome) -> str:
     result = outcome.result
     if result is None or outcome.status != Status.TEST_FAILED:
         return ""
-    places = [f"{builder.output_tree.directory(label).relative_to(builder.workspace.root)}/"]
+    places = [f"{os.path.relpath(builder.output_tree.directory(label), builder.workspace.root)}/"]
     places += [f"{name} {builder.cache.cas.blob_path(digest)}"
                for name, digest in (("stdout", result.stdout_digest), ("stderr", result.stderr_digest)) if digest]
     return ", ".join(places)

@@ -28,18 +28,20 @@ class OutputTree:
         self.root = workspace_root / OUTPUT_ROOT / configuration_name
         self.cas = cas
 
-    def directory(self, label) -> Path:
+    def directory(self, label) -> str:
+        """`label`'s directory, as a string: every built target's is laid out and stat'ed, and a
+        Path per target costs more than its syscalls."""
         package, _, name = str(label)[2:].partition(":")
-        return Path(f"{self.root}/{package}/{name}" if package else f"{self.root}/{name}")
+        return f"{self.root}/{package}/{name}" if package else f"{self.root}/{name}"
 
-    def materialize(self, label, result: ActionResult) -> Path:
+    def materialize(self, label, result: ActionResult) -> str:
         """Replace `label`'s directory by `result`'s outputs; returns the directory."""
         directory = self.remove(label)
         make_directory(directory, f"the output directory of {label}")
         lay_out(directory, result, self.cas)
         return directory
 
-    def remove(self, label) -> Path:
+    def remove(self, label) -> str:
         """Drop `label`'s directory (also all a result left in the remote CAS gets); returns it."""
         directory = self.directory(label)
         try:
@@ -49,7 +51,7 @@ class OutputTree:
         if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(directory)  # only this target's: analysis keeps targets' directories apart
         else:
-            directory.unlink()
+            os.unlink(directory)
         return directory
 
     def readopt(self, label, result: ActionResult) -> None:
@@ -57,8 +59,8 @@ class OutputTree:
         tree (the caller knows the tree is intact: same stats as when it was written)."""
         for output in result.outputs:
             if not self.cas.contains(output.digest, output.executable):  # rare: the tree is looked at only then
-                path = self.directory(label) / output.path
-                if path.is_file():
+                path = f"{self.directory(label)}/{output.path}"
+                if os.path.isfile(path):
                     self.cas.put_file(path, output.executable, digest=output.digest, take=True)
 
     def point_convenience_link(self) -> None:
@@ -77,18 +79,18 @@ def point_convenience_link(workspace_root: Path, output_root: Path) -> None:
     os.replace(tmp, link)
 
 
-def lay_out(directory: Path, result: ActionResult, cas: ContentStore) -> None:
+def lay_out(directory: str, result: ActionResult, cas: ContentStore) -> None:
     """Lay a result's outputs out under `directory` as hardlinks to the CAS."""
     for sub in result.directories:
-        (directory / sub).mkdir(parents=True, exist_ok=True)
+        os.makedirs(f"{directory}/{sub}", exist_ok=True)
     for output in result.outputs:
-        cas.materialize(output.digest, directory / output.path, output.executable)
+        cas.materialize(output.digest, f"{directory}/{output.path}", output.executable)
     make_symlinks(directory, result)
 
 
-def make_symlinks(directory: Path, result: ActionResult) -> None:
+def make_symlinks(directory: str, result: ActionResult) -> None:
     for path, target in result.symlinks:
-        link = directory / path
+        link = Path(directory, path)
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
             link.unlink()

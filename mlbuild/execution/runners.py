@@ -200,7 +200,7 @@ class SandboxRunner:
                                        self.context.cas)
             else:
                 sandbox.stage(self.workspace_root, request.dep_results, self.context.cas)
-            logs = sandbox.root.with_name(sandbox.root.name + ".logs")
+            logs = Path(f"{sandbox.root}.logs")
             self._disposal.make_directories(logs)
             try:
                 return Outcome(Status.EXECUTED, self._execute(sandbox, logs, request.is_test))
@@ -229,18 +229,18 @@ class SandboxRunner:
             files, directories, symlinks = [], [], []
         cas = self.context.cas
         outputs = tuple(
-            OutputFile(rel, cas.put_file(path, executable, take=True), path.stat().st_size, executable)
+            OutputFile(rel, cas.put_file(path, executable, take=True), os.stat(path).st_size, executable)
             for rel, path, executable in files
         )
         return ActionResult(
             outputs=outputs, directories=tuple(directories), symlinks=tuple(symlinks),
             exit_code=0 if failure is None else 1,
-            stdout_digest=self._store_log(logs / "stdout"), stderr_digest=self._store_log(logs / "stderr"),
+            stdout_digest=self._store_log(f"{logs}/stdout"), stderr_digest=self._store_log(f"{logs}/stderr"),
             duration_s=round(execution.duration_s, 3) if execution else 0.0,
             report=execution.report if execution else None, failure=failure,
         )
 
-    def _store_log(self, path: Path) -> str | None:
+    def _store_log(self, path: str) -> str | None:
         """The digest of a log the executor wrote, once in the CAS; most are empty, and an empty
         one is not read. The file is left for the sandbox's disposal to recycle."""
         try:

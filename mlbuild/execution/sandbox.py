@@ -116,7 +116,7 @@ class Sandbox:
             for output in result.outputs:
                 blob = cas.blob_file(output.digest, output.executable)
                 self._stage_file(blob, f"{directory}/{output.path}", output.digest)
-            make_symlinks(Path(directory), result)
+            make_symlinks(directory, result)
         for path in (*self.action.outputs, *self.action.output_dirs):
             self.make_directories(os.path.dirname(f"{root}/{path}"))
 
@@ -149,27 +149,28 @@ class Sandbox:
                 hint="actions must write only their declared outputs; copy an input before changing it",
             )
 
-    def collect(self, label: str) -> tuple[list[tuple[str, Path, bool]], list[str], list[tuple[str, str]]]:
+    def collect(self, label: str) -> tuple[list[tuple[str, str, bool]], list[str], list[tuple[str, str]]]:
         """Declared outputs as (path relative to the target's outdir, file, executable),
         directories, and in-tree symlinks; raise ActionError on anything missing or escaping."""
         outdir = output_dir(label)
         files, directories, symlinks = [], [], []
         for path in self.action.outputs:
+            if self._plain_file(path):  # a regular file: nothing more to check, no Path to build
+                plain = f"{self.root}/{path}"
+                files.append((_relative(path, outdir), plain, os.access(plain, os.X_OK)))
+                continue
             full = self.root / path
-            if self._plain_file(path):  # a regular file: nothing more to check
-                resolved = full
-            elif not os.path.lexists(full):
+            if not os.path.lexists(full):
                 raise ActionError(
                     f"{label} did not produce its declared output '{_relative(path, outdir)}'",
                     hint=f"the command must write {path} (relative to its working directory); "
                     "use {{out}} or {{out:NAME}} in the command",
                 )
-            else:
-                resolved = self._inside(full, label)
-                if not resolved.is_file():
-                    raise ActionError(f"{label}: declared output '{_relative(path, outdir)}' is not a regular file",
-                                      hint="declare directories under out_dirs")
-            files.append((_relative(path, outdir), resolved, os.access(resolved, os.X_OK)))
+            resolved = self._inside(full, label)
+            if not resolved.is_file():
+                raise ActionError(f"{label}: declared output '{_relative(path, outdir)}' is not a regular file",
+                                  hint="declare directories under out_dirs")
+            files.append((_relative(path, outdir), str(resolved), os.access(resolved, os.X_OK)))
         for path in self.action.output_dirs:
             full = self.root / path
             if not full.is_dir() or full.is_symlink():
@@ -186,7 +187,7 @@ class Sandbox:
                     elif entry.is_dir():
                         directories.append(relative)
                     elif entry.is_file():
-                        files.append((relative, entry, os.access(entry, os.X_OK)))
+                        files.append((relative, str(entry), os.access(entry, os.X_OK)))
                     else:
                         raise ActionError(f"{label}: output '{relative}' is not a file, directory or symlink")
                 subdirs[:] = [d for d in subdirs if not (Path(current) / d).is_symlink()]

@@ -25,10 +25,10 @@ class TargetState:
     materialized: bool = True  # False: the outputs stayed in the remote CAS (build without the bytes)
 
 
-def snapshot(directory: Path, result: ActionResult) -> tuple[tuple[str, int, int, int], ...]:
+def snapshot(directory: str, result: ActionResult) -> tuple[tuple[str, int, int, int], ...]:
     stats = []
     for output in result.outputs:
-        path = str(directory / output.path)
+        path = f"{directory}/{output.path}"
         st = os.stat(path)
         stats.append((path, st.st_size, st.st_mtime_ns, st.st_ino))
     return tuple(stats)

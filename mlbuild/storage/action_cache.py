@@ -18,7 +18,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .atomic import sync_filesystem, write_atomically
+from .atomic import sync_filesystem, unlink_quietly, write_atomically
 from .cas import ContentStore
 
 MANIFEST_VERSION = 2  # 2: `report` and `failure` replace the free-form `extra`
@@ -73,7 +73,7 @@ class ActionResult:
             raise ValueError(f"malformed action result: {exc}") from exc
 
 
-def read_manifest(path: Path) -> ActionResult:
+def read_manifest(path: Path | str) -> ActionResult:
     """The result an entry file records; ValueError when it holds no manifest of our version."""
     with open(path, "rb") as f:
         return ActionResult.from_json(f.readline())
@@ -86,19 +86,23 @@ class ActionCache:
         self.cas = cas
 
     def entry_path(self, key: str) -> Path:
-        return Path(f"{self.root}/{key[:2]}/{key}")
+        return Path(self.entry_file(key))
+
+    def entry_file(self, key: str) -> str:
+        """entry_path as a string: every lookup and every recorded entry need not build a Path."""
+        return f"{self.root}/{key[:2]}/{key}"
 
     def lookup(self, key: str) -> ActionResult | None:
-        path = self.entry_path(key)
+        path = self.entry_file(key)
         try:
             result = read_manifest(path)
         except FileNotFoundError:
             return None
         except ValueError:
-            path.unlink(missing_ok=True)
+            unlink_quietly(path)
             return None
         if not all(self.cas.verify(o.digest, o.executable) for o in result.outputs):
-            path.unlink(missing_ok=True)
+            unlink_quietly(path)
             return None
         try:
             os.utime(path)
@@ -110,7 +114,7 @@ class ActionCache:
         """The canonical content of `key` kept with its entry; None once the entry is gone, or
         when it was recorded without it."""
         try:
-            with open(self.entry_path(key), "rb") as f:
+            with open(self.entry_file(key), "rb") as f:
                 f.readline()
                 return json.loads(f.read())
         except (OSError, ValueError):
@@ -130,7 +134,7 @@ class ActionCache:
         sync_filesystem(self.root)
         for key, result, key_components in entries:
             body = result.to_json() if key_components is None else result.to_json() + b"\n" + key_components
-            write_atomically(self.entry_path(key), body, durable=False)
+            write_atomically(self.entry_file(key), body, durable=False)
 
     def iter_entries(self):
         """Yield (path, key, mtime) for every entry, for stats and garbage collection."""

@@ -50,7 +50,7 @@ class ContentStore:
         return digest
 
     def put_file(
-        self, src: Path, executable: bool = False, digest: str | None = None, take: bool = False
+        self, src: Path | str, executable: bool = False, digest: str | None = None, take: bool = False
     ) -> str:
         """Store `src` and return its digest; `src` is hashed unless the caller knows the digest.
 
@@ -106,7 +106,7 @@ class ContentStore:
         path.unlink(missing_ok=True)
         return False
 
-    def materialize(self, digest: str, dest: Path, executable: bool = False) -> None:
+    def materialize(self, digest: str, dest: Path | str, executable: bool = False) -> None:
         """Make `dest` hold the blob: a hardlink, or a copy (with a warning when large)."""
         src = self.blob_file(digest, executable)
         try:
@@ -114,7 +114,7 @@ class ContentStore:
             return
         except OSError:
             pass
-        src = Path(src)
+        src, dest = Path(src), Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.is_symlink() or dest.exists():
             if not dest.is_dir() or dest.is_symlink():
@@ -146,7 +146,7 @@ class ContentStore:
                 yield Path(entry.path), entry.name.removesuffix(".x"), st.st_size, st.st_mtime
 
 
-def _link_or_copy(src: Path, dest: str, link: bool) -> None:
+def _link_or_copy(src: Path | str, dest: str, link: bool) -> None:
     """Make `dest` hold src's bytes: a hardlink when allowed and possible, else a copy."""
     if link:
         try:
