@@ -10,6 +10,8 @@ symlink that points outside the sandbox, fails the action with a clear message.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import shutil
 import stat
@@ -36,6 +38,23 @@ _FILE_MODE = 0o666 & ~_UMASK  # what open(O_CREAT) gives a file: a recycled one 
 _OWNER = (os.geteuid(), os.getegid())  # whom open(O_CREAT) makes a file for: a recycled one must be theirs
 
 
+_numbers = itertools.count()
+
+
+def _unique_name() -> str:
+    """A sandbox name no other sandbox of this cache has had, cheaper per action than a uuid4:
+    the owner's pid first (see sweep_stale), a token drawn once per process (a dead process's
+    leftovers may carry a recycled pid), a number."""
+    pid = os.getpid()
+    return f"{pid}-{_process_token(pid)}-{next(_numbers)}"
+
+
+@functools.cache
+def _process_token(pid: int) -> str:
+    """Keyed by pid: a forked child draws its own."""
+    return uuid.uuid4().hex[:12]
+
+
 class NewInodes:
     """Where a sandbox's directories and files come from when nothing is recycled: made new."""
 
@@ -55,7 +74,7 @@ class Sandbox:
         """`inodes` makes the sandbox's directories and files (a Disposal recycles used ones)."""
         self.action = action
         self.inodes = inodes
-        self.root = base / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # owner pid: see sweep_stale
+        self.root = Path(f"{base}/{_unique_name()}")
         inodes.make_directories(self.root)
         self._directories = {str(self.root)}  # made in it so far: until the action runs, only we write here
         for directory in (".home", ".tmp"):
