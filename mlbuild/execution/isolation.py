@@ -94,6 +94,8 @@ class _EmptyNetworkNamespace:
 
     def __init__(self):
         self._fd: int | None = None
+        self._sockstat: int | None = None  # its /proc net files, opened inside it: they answer for it
+        self._dev: int | None = None
         self._interfaces: list[bytes] = []  # as made: loopback, and a kernel's fallback tunnels
         self._probe: socket.socket | None = None  # a socket of the namespace: asks it about its interfaces
 
@@ -103,22 +105,23 @@ class _EmptyNetworkNamespace:
         first if it is not, or no longer, empty; then the thread goes back to mlbuild's own."""
         home = _home_network_namespace()
         try:
-            if self._fd is None or not self._entered_still_empty():
+            if self._fd is not None and self._still_empty():
+                _namespace_call("setns", self._fd, _CLONE_NEWNET)
+            else:
                 self._make()
             yield
         finally:
             _namespace_call("setns", home, _CLONE_NEWNET)
 
-    def _entered_still_empty(self) -> bool:
-        """Enter it; whether the actions that ran in it left it as made: no socket but the probe
-        (a process an action left running and listening would hold one), the same interfaces,
-        none up. Asked from inside, through /proc/thread-self/net, which answers for the
-        caller's namespace; not through netlink, whose sockets count for a while after closing.
+    def _still_empty(self) -> bool:
+        """Whether the actions that ran in it left it as made: no socket but the probe (a process
+        an action left running and listening would hold one), the same interfaces, none up.
+        Asked through /proc net files opened inside it when it was made (such a file answers
+        for the namespace it was opened in, wherever it is read from, and a re-read costs no
+        path lookup); not through netlink, whose sockets count for a while after closing.
         (A kernel that counts sockets system-wide gets a new namespace every time.)"""
-        _namespace_call("setns", self._fd, _CLONE_NEWNET)
-        with open("/proc/thread-self/net/sockstat", "rb") as sockstat:
-            sockets = sockstat.readline()
-        return (sockets == b"sockets: used 1\n" and _interfaces() == self._interfaces
+        return (os.pread(self._sockstat, 64, 0).startswith(b"sockets: used 1\n")
+                and _interfaces(self._dev) == self._interfaces
                 and not any(map(self._is_up, self._interfaces)))
 
     def _is_up(self, interface: bytes) -> bool:
@@ -129,7 +132,8 @@ class _EmptyNetworkNamespace:
         """Let the next action have a new namespace; this one goes when the last process in it
         exits."""
         if self._fd is not None:
-            os.close(self._fd)
+            for fd in (self._fd, self._sockstat, self._dev):
+                os.close(fd)
             self._probe.close()
             self._fd = None
 
@@ -137,15 +141,16 @@ class _EmptyNetworkNamespace:
         """A new namespace, entered by the calling thread, in place of the old one."""
         _namespace_call("unshare", _CLONE_NEWNET)
         self.retire()
-        self._fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._fd, self._sockstat, self._dev = (os.open(f"/proc/thread-self/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                                               for name in ("ns/net", "net/sockstat", "net/dev"))
         self._probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._interfaces = _interfaces()
+        self._interfaces = _interfaces(self._dev)
 
 
-def _interfaces() -> list[bytes]:
-    """The names of the calling thread's network namespace's interfaces."""
-    with open("/proc/thread-self/net/dev", "rb") as dev:
-        return [line.partition(b":")[0].strip() for line in dev.readlines()[2:]]
+def _interfaces(dev: int) -> list[bytes]:
+    """The names of the interfaces of the network namespace whose /proc net/dev `dev` is."""
+    table = os.pread(dev, 1 << 16, 0)
+    return [line.partition(b":")[0].strip() for line in table.splitlines()[2:]]
 
 
 _idle_namespaces: list[_EmptyNetworkNamespace] = []
