@@ -117,8 +117,11 @@ class Action:
         }
 
 
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # json.dumps would make one per call
+
+
 def canonical_encoding(components: dict) -> bytes:
-    return json.dumps(components, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL_ENCODER.encode(components).encode()
 
 
 def action_key(action: Action, inputs: list[Input]) -> str:

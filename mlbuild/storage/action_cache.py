@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import sync_filesystem, unlink_quietly, write_atomically
 from .cas import ContentStore
 
 MANIFEST_VERSION = 2  # 2: `report` and `failure` replace the free-form `extra`
+_MANIFEST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # json.dumps would make one per call
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,10 @@ class ActionResult:
         return digests
 
     def to_json(self) -> bytes:
-        body = asdict(self)
-        body["version"] = MANIFEST_VERSION
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        """The manifest: what dataclasses.asdict gives, without its deep copy of every field
+        (one manifest per action)."""
+        body = dict(vars(self), outputs=[vars(o) for o in self.outputs], version=MANIFEST_VERSION)
+        return _MANIFEST_ENCODER.encode(body).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> "ActionResult":
