@@ -19,7 +19,7 @@ from pathlib import Path
 from ..hashing import StatCache
 from .action_cache import ActionCache, read_manifest
 from .cas import ContentStore
-from .named_locks import NamedLock
+from .named_locks import LockFile, NamedLock
 
 CACHE_DIR_ENV = "MLBUILD_CACHE_DIR"
 
@@ -54,7 +54,7 @@ class LocalCache:
         self.stat_cache = StatCache(root / "statcache.pickle")
         self.cas = ContentStore(root, self.stat_cache)
         self.actions = ActionCache(root, self.cas)
-        self._named_locks = root / "named-locks"
+        self._named_locks = LockFile(root / "named-locks")
 
     @contextmanager
     def _flock(self, mode: int):
@@ -75,7 +75,7 @@ class LocalCache:
 
     def lock(self, name: str) -> NamedLock:
         """A lock shared by every mlbuild process on this cache: one per action key or download."""
-        return NamedLock(self._named_locks, name)
+        return self._named_locks.lock(name)
 
     def stats(self) -> CacheStats:
         blobs = list(self.cas.iter_blobs())
