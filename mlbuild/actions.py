@@ -124,5 +124,11 @@ def canonical_encoding(components: dict) -> bytes:
     return _CANONICAL_ENCODER.encode(components).encode()
 
 
+def keyed_encoding(action: Action, inputs: list[Input]) -> tuple[str, bytes]:
+    """(the action key, the canonical encoding of its components that it is a digest of)."""
+    encoding = canonical_encoding(action.key_components(inputs))
+    return digest_bytes(encoding), encoding
+
+
 def action_key(action: Action, inputs: list[Input]) -> str:
-    return digest_bytes(canonical_encoding(action.key_components(inputs)))
+    return keyed_encoding(action, inputs)[0]

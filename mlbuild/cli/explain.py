@@ -52,7 +52,7 @@ def explain(ctx, target, configs, against):
         click.echo(f"{label}: will run because dependency {stale[0]} has not been built in this configuration")
         return
     dep_results = {dep: state.get(dep).result for dep in action.deps}
-    current_key, inputs = compute_key(action, session.workspace.root, session.cache.stat_cache, dep_results)
+    current_key, _, inputs = compute_key(action, session.workspace.root, session.cache.stat_cache, dep_results)
     current = action.key_components(inputs)
     entries = session.cache.actions
     if current_key == previous.key:

@@ -114,6 +114,7 @@ class Builder:
         self.runner = runner_stack(cache, remote, bottom, self.commits, upload=self.options.upload)
         self.results: dict[str, object] = {}  # label -> ActionResult, as targets complete
         self._keys: dict[str, tuple[str, list[Input]]] = {}
+        self._key_encodings: dict[str, bytes] = {}  # of keys computed and not yet run or found up to date
         self._from_state: set[str] = set()  # up to date from the last build: gc may have dropped their blobs since
         self._lock = threading.Lock()
 
@@ -181,8 +182,10 @@ class Builder:
         text = str(label)
         cached = self._keys.get(text)
         if cached is None:
-            cached = compute_key(self.graph[label].action, self.workspace.root, self.cache.stat_cache, self.results)
-            self._keys[text] = cached
+            key, encoding, inputs = compute_key(self.graph[label].action, self.workspace.root, self.cache.stat_cache,
+                                                self.results)
+            cached = self._keys[text] = (key, inputs)
+            self._key_encodings[text] = encoding  # the cache entry records it, if the action runs
         return cached
 
     def warn(self, message: str) -> None:
@@ -230,6 +233,7 @@ class Builder:
                 and (previous.materialized or not self._wanted(label))):
             self.results[text] = previous.result
             self._from_state.add(text)
+            self._key_encodings.pop(text, None)
             return Outcome(Status.UP_TO_DATE, previous.result)
         return None
 
@@ -250,7 +254,8 @@ class Builder:
         previous = self.state.get(str(label))
         request = ActionRequest(action, key, tuple(inputs), dep_results, is_test=label in self.tests,
                                 cacheable=action.cacheable and label not in self.force, download=self._wanted(label),
-                                last_duration_s=previous.result.duration_s if previous else None)
+                                last_duration_s=previous.result.duration_s if previous else None,
+                                key_encoding=self._key_encodings.pop(str(label), None))
         try:
             outcome = self.runner.run(request)
         except UserError as exc:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from ..actions import Action, Input, action_key
+from ..actions import Action, Input, keyed_encoding
 from ..errors import ActionError
 from ..hashing import StatCache
 from ..storage.action_cache import ActionResult
@@ -40,7 +40,8 @@ def action_inputs(action: Action, workspace_root: Path, stat_cache: StatCache,
 
 
 def compute_key(action: Action, workspace_root: Path, stat_cache: StatCache,
-                dep_results: Mapping[str, ActionResult]) -> tuple[str, list[Input]]:
-    """(action key, inputs) of `action` once its dependencies have results."""
+                dep_results: Mapping[str, ActionResult]) -> tuple[str, bytes, list[Input]]:
+    """(action key, the canonical encoding it is a digest of, inputs) of `action` once its
+    dependencies have results; the encoding goes into the action's cache entry."""
     inputs = action_inputs(action, workspace_root, stat_cache, dep_results)
-    return action_key(action, inputs), inputs
+    return (*keyed_encoding(action, inputs), inputs)

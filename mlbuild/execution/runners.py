@@ -29,7 +29,8 @@ What a runner receives, `ActionRequest` (frozen):
                may answer from a cache or store the result;
   download     bring the result's blobs here even if it was found or made remotely (the
                requested targets' with --remote-download=toplevel, every one with all);
-  last_duration_s  how long it ran last time, if known (a remote executor keeps tiny ones here).
+  last_duration_s  how long it ran last time, if known (a remote executor keeps tiny ones here);
+  key_encoding what `key` is a digest of, if the caller has it (the builder computed it for the key).
 
 What it returns: an `Outcome` whose `status` says where the result came from (LOCAL_HIT,
 REMOTE_HIT or EXECUTED, with the `node` when a remote executor ran it) and whose `result` is an
@@ -79,9 +80,12 @@ class ActionRequest:
     cacheable: bool = True
     download: bool = True
     last_duration_s: float | None = None
+    key_encoding: bytes | None = None  # encoded_key_components() when the caller has it already
 
     def encoded_key_components(self) -> bytes:
         """What the key is a digest of, recorded with the cache entry for `mlbuild explain`."""
+        if self.key_encoding is not None:
+            return self.key_encoding
         return canonical_encoding(self.action.key_components(self.inputs))
 
 
