@@ -56,19 +56,19 @@ def read_ninja_graph(ninja_ws: Path) -> dict[str, tuple[list[str], str]]:
 
 class EmptyNetworkNamespace:
     """One reusable empty network namespace; entering it reads what mlbuild reads per spawn to
-    check that the namespace is still empty (the comparison itself costs next to nothing)."""
+    check that the namespace is still empty: its sockstat and net/dev, opened inside it when it
+    was made, re-read with pread (the comparison itself costs next to nothing)."""
 
     def __init__(self, home: int):
         _libc.unshare(_CLONE_NEWNET)
-        self.fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.fd, self.sockstat, self.dev = (os.open(f"/proc/thread-self/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                                            for name in ("ns/net", "net/sockstat", "net/dev"))
         _libc.setns(home, _CLONE_NEWNET)
 
     def enter(self) -> None:
+        os.pread(self.sockstat, 64, 0)
+        os.pread(self.dev, 1 << 16, 0)
         _libc.setns(self.fd, _CLONE_NEWNET)
-        with open("/proc/thread-self/net/sockstat", "rb") as sockstat:
-            sockstat.readline()
-        with open("/proc/thread-self/net/dev", "rb") as dev:
-            dev.readlines()
 
 
 class Floor:
