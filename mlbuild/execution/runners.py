@@ -211,7 +211,7 @@ class SandboxRunner:
             finally:
                 self._disposal.discard(logs)
         finally:
-            self._disposal.discard(sandbox.root)
+            self._disposal.discard_sandbox(sandbox.root)
 
     def _execute(self, sandbox: Sandbox, logs: Path, is_test: bool) -> ActionResult:
         action = sandbox.action

@@ -19,7 +19,7 @@ import subprocess
 import threading
 import uuid
 from pathlib import Path
-from typing import BinaryIO, Iterable, Mapping
+from typing import BinaryIO, Callable, Iterable, Mapping
 
 from ..actions import SANDBOX_PLACEHOLDER, Action, Input, output_dir, toolchain_root_placeholder
 from ..errors import ActionError
@@ -31,6 +31,8 @@ from .output_tree import make_symlinks
 COPY_BELOW_BYTES = 8 << 20
 _SPARE_MAX_ENTRIES = 64  # a used sandbox directory that held more is removed, not kept (Disposal)
 _SPARE_FILE_MAX_BYTES = 64 << 10  # a used file above this is unlinked, not kept: spares hold no big data
+# Directories at a sandbox's root that most actions have: a used root keeps them, emptied (Disposal).
+_SKELETON = frozenset({".home", ".tmp", "out"})
 _UMASK = os.umask(0o022)  # read (and put back) at import, before any thread makes files
 os.umask(_UMASK)
 _DIRECTORY_MODE = 0o777 & ~_UMASK  # what mkdir gives a directory: a recycled one gets it back
@@ -61,6 +63,11 @@ class NewInodes:
     def make_directories(self, path: Path | str) -> None:
         os.makedirs(path, exist_ok=True)  # shared parents (the sandbox base) may appear meanwhile: exist_ok
 
+    def make_root(self, path: str) -> frozenset[str]:
+        """A sandbox's root at `path`, and the names of the directories already in it: none."""
+        self.make_directories(path)
+        return frozenset()
+
     def make_directory(self, path: str) -> None:
         """`path`, whose parent exists."""
         _mkdir(path)
@@ -74,11 +81,13 @@ class Sandbox:
         """`inodes` makes the sandbox's directories and files (a Disposal recycles used ones)."""
         self.action = action
         self.inodes = inodes
-        self.root = Path(f"{base}/{_unique_name()}")
-        inodes.make_directories(self.root)
-        self._directories = {str(self.root)}  # made in it so far: until the action runs, only we write here
+        root = f"{base}/{_unique_name()}"
+        self.root = Path(root)
+        present = inodes.make_root(root)
+        # Made in it so far (until the action runs, only we write here), a used root's skeleton included.
+        self._directories = {root, *(f"{root}/{name}" for name in present)}
         for directory in (".home", ".tmp"):
-            self.make_directories(f"{self.root}/{directory}")
+            self.make_directories(f"{root}/{directory}")
 
     def make_directories(self, path: str) -> None:
         """`mkdir -p` inside the sandbox, top-down from the deepest directory made so far: no
@@ -138,6 +147,9 @@ class Sandbox:
             make_symlinks(directory, result)
         for path in (*self.action.outputs, *self.action.output_dirs):
             self.make_directories(os.path.dirname(f"{root}/{path}"))
+        out = f"{root}/out"
+        if out in self._directories and not any(d.startswith(f"{out}/") for d in self._directories):
+            os.rmdir(out)  # a used root's, and this action has nothing there: no directory it would not have had
 
     def _stage_file(self, src: Path | str, dest: str, digest: str | None) -> None:
         self.make_directories(os.path.dirname(dest))
@@ -256,7 +268,10 @@ class Disposal:
     when they are this process's own and carry no extended attributes, join a pool of spares,
     with modes reset; a later sandbox renames a spare directory where it would mkdir, and a
     spare file where it is about to create and fill one (`place_file`: the caller's O_TRUNC
-    open drops its old bytes).
+    open drops its old bytes). A used sandbox root is kept whole with the directories most
+    sandboxes have (`_SKELETON`: `.home`, `.tmp`, `out`), emptied and checked like any spare but
+    left where they are: a later sandbox's root comes with them (`make_root`), which spares two
+    renames for each.
     Other files are unlinked. What cannot be emptied that way (an unusual tree, a directory it
     cannot empty) is renamed into a trash directory (one syscall); every `batch` of them, one
     `rm -rf` child process deletes the lot, so thousands of small trees cost mlbuild neither
@@ -274,6 +289,7 @@ class Disposal:
         self._spare_dir = base / f"{os.getpid()}-spares-{uuid.uuid4().hex[:8]}"
         self._spare_directories: list[str] = []  # empty, in _spare_dir
         self._spare_files: list[str] = []  # in _spare_dir
+        self._spare_roots: list[tuple[str, frozenset[str]]] = []  # in _spare_dir, with the skeleton they hold
         self._spare_count = 0
 
     def make_directories(self, path: Path | str) -> None:
@@ -285,6 +301,22 @@ class Disposal:
         if not os.path.isdir(parent):
             self.make_directories(parent)
         self.make_directory(path)
+
+    def make_root(self, path: str) -> frozenset[str]:
+        """A sandbox's root at `path`: a used one when there is one; the names of the skeleton
+        directories it holds (empty, as mkdir makes them)."""
+        with self._lock:
+            spare = self._spare_roots.pop() if self._spare_roots else None
+        if spare is not None:
+            try:
+                os.rename(spare[0], path)
+            except OSError:
+                with self._lock:
+                    self._spare_roots.append(spare)
+            else:
+                return spare[1]
+        self.make_directories(path)
+        return frozenset()
 
     def make_directory(self, path: str) -> None:
         """`path`, whose parent exists: a spare when there is one."""
@@ -310,45 +342,83 @@ class Disposal:
             return False
         return True
 
-    def discard(self, path: Path) -> None:
+    def discard(self, path: Path | str) -> None:
         """Empty `path` into the spares, or else send it to the trash."""
+        self._dispose(path, self._recycle)
+
+    def discard_sandbox(self, root: Path | str) -> None:
+        """Like `discard`, keeping `root` whole as a spare root with its skeleton directories."""
+        self._dispose(root, self._recycle_root)
+
+    def _dispose(self, path: Path | str, recycle: Callable[[str], None]) -> None:
         try:
-            self._recycle(str(path))
+            recycle(os.fspath(path))
         except (OSError, RecursionError):
             pass
         if os.path.lexists(path):
             self._throw_away(path)
 
     def _recycle(self, top: str) -> None:
-        """Keep the files and directories under `top` as spares, bottom up; an error leaves the
-        rest in place. A directory that held many entries is removed instead: it keeps the
-        blocks it grew to."""
-        held = 0
+        """Keep `top`, emptied, and everything it holds as spares; an error leaves the rest in
+        place. A directory that held many entries is removed instead: it keeps the blocks it
+        grew to."""
+        held, _ = self._recycle_entries(top)
+        if held > _SPARE_MAX_ENTRIES or not (self._reset_directory(top) and self._keep(self._spare_directories, top)):
+            os.rmdir(top)
+
+    def _recycle_root(self, top: str) -> None:
+        """Keep what sandbox root `top` holds as spares, but its skeleton directories, emptied,
+        in place; and the root with them as a spare root."""
+        held, skeleton = self._recycle_entries(top, _SKELETON)
+        if held > _SPARE_MAX_ENTRIES or not (self._reset_directory(top)
+                                             and self._keep(self._spare_roots, top, skeleton)):
+            for name in skeleton:
+                self._recycle(f"{top}/{name}")
+            os.rmdir(top)
+
+    def _recycle_entries(self, top: str, skeleton: frozenset[str] = frozenset()) -> tuple[int, frozenset[str]]:
+        """Keep what `top` holds as spares, bottom up, but the `skeleton` directories among it,
+        emptied, where they are when they can serve another sandbox as they are: (how many
+        entries `top` held, the names of those left)."""
+        held, left = 0, []
         with os.scandir(top) as entries:
             for entry in entries:
                 held += 1
-                if entry.is_dir(follow_symlinks=False):
+                if not entry.is_dir(follow_symlinks=False):
+                    if not self._keep_file(entry):
+                        os.unlink(entry.path)
+                elif entry.name not in skeleton:
                     self._recycle(entry.path)
-                elif not self._keep_file(entry):
-                    os.unlink(entry.path)
-        if held > _SPARE_MAX_ENTRIES or not self._keep_directory(top):
-            os.rmdir(top)
+                elif self._recycle_entries(entry.path)[0] <= _SPARE_MAX_ENTRIES and self._reset_directory(entry.path):
+                    left.append(entry.name)
+                else:
+                    os.rmdir(entry.path)
+        return held, frozenset(left)
 
-    def _keep_directory(self, path: str) -> bool:
-        """Keep an emptied directory as a spare if nothing of the action can come with it."""
+    def _reset_directory(self, path: str) -> bool:
+        """Whether emptied directory `path` can serve another sandbox: nothing of the action
+        comes with it, and it has the mode mkdir gives (set again if the action changed it)."""
         st = os.lstat(path)
-        reusable = _nothing_attached(path, st)
-        return reusable and self._keep(self._spare_directories, path, _mode_reset(st, _DIRECTORY_MODE))
+        if not _nothing_attached(path, st):
+            return False
+        mode = _mode_reset(st, _DIRECTORY_MODE)
+        if mode is not None:
+            os.chmod(path, mode)
+        return True
 
     def _keep_file(self, entry: os.DirEntry) -> bool:
         """Keep a plain file as a spare if nothing of the action can come with it."""
         st = entry.stat(follow_symlinks=False)
-        reusable = (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size <= _SPARE_FILE_MAX_BYTES
-                    and _nothing_attached(entry.path, st))
-        return reusable and self._keep(self._spare_files, entry.path, _mode_reset(st, _FILE_MODE))
+        if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size <= _SPARE_FILE_MAX_BYTES
+                and _nothing_attached(entry.path, st)):
+            return False
+        mode = _mode_reset(st, _FILE_MODE)
+        if mode is not None:
+            os.chmod(entry.path, mode)  # as open(O_CREAT) makes it, whatever mode the action gave it
+        return self._keep(self._spare_files, entry.path)
 
-    def _keep(self, spares: list[str], path: str, mode: int | None) -> bool:
-        """Move `path` into the spares, with `mode` (None: as it is), unless they are full."""
+    def _keep(self, spares: list, path: str, skeleton: frozenset[str] | None = None) -> bool:
+        """Move `path` into `spares` (a root with the `skeleton` it holds), unless they are full."""
         with self._lock:
             if len(spares) >= self.max_spares:
                 return False
@@ -356,11 +426,9 @@ class Disposal:
                 self._spare_dir.mkdir(parents=True, exist_ok=True)
             self._spare_count += 1
             spare = f"{self._spare_dir}/{self._spare_count}"
-        if mode is not None:
-            os.chmod(path, mode)  # as mkdir or open(O_CREAT) makes it, whatever mode the action gave it
         os.rename(path, spare)
         with self._lock:
-            spares.append(spare)
+            spares.append(spare if skeleton is None else (spare, skeleton))
         return True
 
     def _throw_away(self, path: Path) -> None:
@@ -383,7 +451,7 @@ class Disposal:
     def finish(self) -> None:
         """Delete everything discarded so far, spares included, and wait for it."""
         with self._lock:
-            self._spare_directories, self._spare_files = [], []
+            self._spare_directories, self._spare_files, self._spare_roots = [], [], []
             made, self._spare_count = self._spare_count > 0, 0
         if made:
             self._throw_away(self._spare_dir)

@@ -102,3 +102,46 @@ def test_a_directory_the_action_gave_to_another_user_is_not_kept(disposal):
     for directory in _placed_directories(disposal, 3):
         st = directory.stat()
         assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
+
+
+def test_a_used_root_comes_back_whole_with_its_skeleton_emptied(disposal):
+    """A root keeps `.home`, `.tmp` and `out` in place, emptied and with mkdir's mode; everything
+    else it held goes to the spares."""
+    used = used_sandbox(disposal, {".home/f": b"secret", ".tmp/d/x": b"secret", "out/p/n/o.txt": b"out",
+                                   "targets/p/in.txt": b"in", "top.txt": b"top"})
+    os.chmod(used / ".tmp", 0o700)
+    os.chmod(used, 0o700)
+    inode = used.stat().st_ino
+    disposal.discard_sandbox(used)
+    assert not used.exists()
+    fresh = str(disposal.base / "fresh")
+    assert disposal.make_root(fresh) == {".home", ".tmp", "out"}
+    assert os.stat(fresh).st_ino == inode
+    assert sorted(os.listdir(fresh)) == [".home", ".tmp", "out"]
+    for directory in (fresh, *(f"{fresh}/{name}" for name in os.listdir(fresh))):
+        assert os.stat(directory).st_mode & 0o7777 == 0o777 & ~_umask(), directory
+    assert [os.listdir(f"{fresh}/{name}") for name in (".home", ".tmp", "out")] == [[], [], []]
+    assert disposal.make_root(str(disposal.base / "another")) == set()  # no spare root left: a new one
+    assert os.listdir(disposal.base / "another") == []
+
+
+def test_a_skeleton_directory_that_could_carry_its_action_along_is_not_left_in_place(disposal):
+    used = used_sandbox(disposal, {".home/f": b"x", ".tmp/f": b"x", "out/f": b"x"})
+    os.setxattr(used / ".tmp", "user.left_behind", b"1")
+    disposal.discard_sandbox(used)
+    fresh = str(disposal.base / "fresh")
+    assert disposal.make_root(fresh) == {".home", "out"}
+    assert sorted(os.listdir(fresh)) == [".home", "out"]
+
+
+def test_a_sandbox_in_a_used_root_has_no_out_directory_unless_its_action_puts_something_there(disposal, tmp_path):
+    from mlbuild.actions import Action
+    from mlbuild.execution.sandbox import Sandbox
+    from mlbuild.storage.cas import ContentStore
+
+    disposal.discard_sandbox(used_sandbox(disposal, {"out/p/n/o.txt": b"x", ".home/f": b"x", ".tmp/f": b"x"}))
+    action = Action(label="//p:t", mnemonic="Command", implementation="command/1", argv=("true",))
+    sandbox = Sandbox(disposal.base, action, disposal)
+    sandbox.stage(tmp_path, {}, ContentStore(tmp_path / "cache"))
+    assert sorted(os.listdir(sandbox.root)) == [".home", ".tmp"]
+    disposal.discard_sandbox(sandbox.root)
