@@ -1,5 +1,6 @@
 """Disposal (execution/sandbox.py) keeps a used sandbox's inodes for later sandboxes, and only
-those that carry nothing of the action that used them."""
+those that carry nothing of the action that used them; a used root comes back whole, with the
+directories most sandboxes have, emptied."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import os
 
 import pytest
 
-from mlbuild.execution.sandbox import Disposal
+from mlbuild.actions import Action
+from mlbuild.execution.sandbox import Disposal, Sandbox
+from mlbuild.storage.cas import ContentStore
 
 
 @pytest.fixture
@@ -135,10 +138,6 @@ def test_a_skeleton_directory_that_could_carry_its_action_along_is_not_left_in_p
 
 
 def test_a_sandbox_in_a_used_root_has_no_out_directory_unless_its_action_puts_something_there(disposal, tmp_path):
-    from mlbuild.actions import Action
-    from mlbuild.execution.sandbox import Sandbox
-    from mlbuild.storage.cas import ContentStore
-
     disposal.discard_sandbox(used_sandbox(disposal, {"out/p/n/o.txt": b"x", ".home/f": b"x", ".tmp/f": b"x"}))
     action = Action(label="//p:t", mnemonic="Command", implementation="command/1", argv=("true",))
     sandbox = Sandbox(disposal.base, action, disposal)
