@@ -148,7 +148,8 @@ class Sandbox:
         for path in (*self.action.outputs, *self.action.output_dirs):
             self.make_directories(os.path.dirname(f"{root}/{path}"))
         out = f"{root}/out"
-        if out in self._directories and not any(d.startswith(f"{out}/") for d in self._directories):
+        below_out = f"{out}/"
+        if out in self._directories and not any(d.startswith(below_out) for d in self._directories):
             os.rmdir(out)  # a used root's, and this action has nothing there: no directory it would not have had
 
     def _stage_file(self, src: Path | str, dest: str, digest: str | None) -> None:
@@ -289,7 +290,8 @@ class Disposal:
         self._spare_dir = base / f"{os.getpid()}-spares-{uuid.uuid4().hex[:8]}"
         self._spare_directories: list[str] = []  # empty, in _spare_dir
         self._spare_files: list[str] = []  # in _spare_dir
-        self._spare_roots: list[tuple[str, frozenset[str]]] = []  # in _spare_dir, with the skeleton they hold
+        self._spare_roots: list[str] = []  # in _spare_dir
+        self._skeletons: dict[str, frozenset[str]] = {}  # spare root -> the skeleton directories it holds
         self._spare_count = 0
 
     def make_directories(self, path: Path | str) -> None:
@@ -305,16 +307,10 @@ class Disposal:
     def make_root(self, path: str) -> frozenset[str]:
         """A sandbox's root at `path`: a used one when there is one; the names of the skeleton
         directories it holds (empty, as mkdir makes them)."""
-        with self._lock:
-            spare = self._spare_roots.pop() if self._spare_roots else None
+        spare = self._place(self._spare_roots, path)
         if spare is not None:
-            try:
-                os.rename(spare[0], path)
-            except OSError:
-                with self._lock:
-                    self._spare_roots.append(spare)
-            else:
-                return spare[1]
+            with self._lock:
+                return self._skeletons.pop(spare)
         self.make_directories(path)
         return frozenset()
 
@@ -327,20 +323,20 @@ class Disposal:
         """Put a spare file at `path` (missing) when there is one, for the caller to truncate."""
         self._place(self._spare_files, path)
 
-    def _place(self, spares: list[str], path: Path | str) -> bool:
-        """Rename a spare to `path` (missing: a rename never replaces anything here); False if
-        there is none, or its parent is missing (then the spare stays one)."""
+    def _place(self, spares: list[str], path: Path | str) -> str | None:
+        """Rename a spare to `path` (missing: a rename never replaces anything here) and say
+        which; None if there is none, or its parent is missing (then the spare stays one)."""
         with self._lock:
             spare = spares.pop() if spares else None
         if spare is None:
-            return False
+            return None
         try:
             os.rename(spare, path)
         except OSError:
             with self._lock:
                 spares.append(spare)
-            return False
-        return True
+            return None
+        return spare
 
     def discard(self, path: Path | str) -> None:
         """Empty `path` into the spares, or else send it to the trash."""
@@ -417,7 +413,7 @@ class Disposal:
             os.chmod(entry.path, mode)  # as open(O_CREAT) makes it, whatever mode the action gave it
         return self._keep(self._spare_files, entry.path)
 
-    def _keep(self, spares: list, path: str, skeleton: frozenset[str] | None = None) -> bool:
+    def _keep(self, spares: list[str], path: str, skeleton: frozenset[str] | None = None) -> bool:
         """Move `path` into `spares` (a root with the `skeleton` it holds), unless they are full."""
         with self._lock:
             if len(spares) >= self.max_spares:
@@ -428,7 +424,9 @@ class Disposal:
             spare = f"{self._spare_dir}/{self._spare_count}"
         os.rename(path, spare)
         with self._lock:
-            spares.append(spare if skeleton is None else (spare, skeleton))
+            if skeleton is not None:
+                self._skeletons[spare] = skeleton
+            spares.append(spare)
         return True
 
     def _throw_away(self, path: Path) -> None:
@@ -451,7 +449,7 @@ class Disposal:
     def finish(self) -> None:
         """Delete everything discarded so far, spares included, and wait for it."""
         with self._lock:
-            self._spare_directories, self._spare_files, self._spare_roots = [], [], []
+            self._spare_directories, self._spare_files, self._spare_roots, self._skeletons = [], [], [], {}
             made, self._spare_count = self._spare_count > 0, 0
         if made:
             self._throw_away(self._spare_dir)
