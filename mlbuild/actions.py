@@ -117,7 +117,8 @@ class Action:
         }
 
 
-_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)  # json.dumps would make one per call
+# One encoder for every key: json.dumps with options would make one per call.
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_encoding(components: dict) -> bytes:

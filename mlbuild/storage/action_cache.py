@@ -22,7 +22,8 @@ from .atomic import sync_filesystem, unlink_quietly, write_atomically
 from .cas import ContentStore
 
 MANIFEST_VERSION = 2  # 2: `report` and `failure` replace the free-form `extra`
-_MANIFEST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # json.dumps would make one per call
+# One encoder for every manifest: json.dumps with options would make one per call.
+_MANIFEST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
