@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MLBUILD = [sys.executable, "-c", "from mlbuild.cli.main import main; main()"]
+MLBUILD = [sys.executable, "-c", "from mlbuild.cli.executable import run; run()"]
 
 
 def timed(argv, cwd, env) -> tuple[float, float, subprocess.CompletedProcess]:

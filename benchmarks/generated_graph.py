@@ -27,7 +27,7 @@ peak below the spawner's own (about 8 MiB) reads as the spawner's.
     python benchmarks/generated_graph.py                      # 10,000 targets, 100 packages, -j2
     python benchmarks/generated_graph.py --targets 2000 --keep
     python benchmarks/generated_graph.py --generate-only --out /tmp/graph   # then profile by hand
-    python benchmarks/generated_graph.py --baseline "env PYTHONPATH=/path/to/main python3 -c 'import sys; from mlbuild.cli.main import main; sys.exit(main())'"
+    python benchmarks/generated_graph.py --baseline "env PYTHONPATH=/path/to/main python3 -c 'from mlbuild.cli.executable import run; run()'"
 
 Generated directories live in a fresh temp dir (deleted afterwards unless --keep), or in --out.
 """
@@ -309,8 +309,7 @@ def main() -> int:
                         "bypassing any pyenv shim)")
     parser.add_argument("--baseline", metavar="CMD",
                         help="a second mlbuild command to measure the same way, split as a shell would, e.g. "
-                        "main's: \"env PYTHONPATH=/path/to/main python3 -c 'import sys; from mlbuild.cli.main import main; "
-                        "sys.exit(main())'\" "
+                        "main's: \"env PYTHONPATH=/path/to/main python3 -c 'from mlbuild.cli.executable import run; run()'\" "
                         "(name the interpreter itself: a pyenv shim adds its own, varying start-up)")
     parser.add_argument("--ninja", default=shutil.which("ninja") or "ninja")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per build command")

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mlbuild.storage.nginx import NginxServer  # noqa: E402
 
-MLBUILD = [sys.executable, "-c", "from mlbuild.cli.main import main; main()"]
+MLBUILD = [sys.executable, "-c", "from mlbuild.cli.executable import run; run()"]
 ROOT_BUILD = "workspace: {name: bench}\n"
 
 

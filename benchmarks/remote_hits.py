@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mlbuild.storage.nginx import NginxServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-MLBUILD = [sys.executable, "-c", "from mlbuild.cli.main import main; main()"]
+MLBUILD = [sys.executable, "-c", "from mlbuild.cli.executable import run; run()"]
 PATTERN = "//digits/..."
 
 

@@ -1,0 +1,37 @@
+"""The `mlbuild` executable ends its own process: the command's exit code, its buffered output and
+the exit handlers it registered all survive; the interpreter's teardown does not run. (Real
+commands through the executable: test_build_cli's installed-script tests.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+# A stand-in command: it registers an exit handler and holds an object whose finalizer only
+# the interpreter's teardown would call; neither writes with flush, so the output tests the
+# executable's own flush.
+_COMMAND = """
+import atexit, sys
+import mlbuild.cli.main as command
+
+class HeldUntilTeardown:
+    def __del__(self):
+        print("torn down")
+
+def main():
+    atexit.register(print, "exit handler ran")
+    command.held = HeldUntilTeardown()
+    sys.exit(3)
+
+command.main = main
+from mlbuild.cli.executable import run
+run()
+"""
+
+
+def test_exit_handlers_run_and_the_teardown_is_skipped():
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as in a pipeline
+    done = subprocess.run([sys.executable, "-c", _COMMAND], capture_output=True, text=True, timeout=60, env=buffered)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.splitlines() == ["exit handler ran"]
