@@ -12,7 +12,8 @@ Generates, from one deterministic description:
 
 Then measures, in this one run, each as the wall time of the whole process (start-up included):
   analysis     `mlbuild query //...`: start-up, loading and analysis of the whole graph;
-  full         a full build at -j JOBS, fresh mlbuild cache dir, no prior ninja log;
+  full         a full build at -j JOBS, fresh mlbuild cache dir, no prior ninja log; with
+               --full-runs N, N rounds in which every system builds once (median reported);
   no-op        the same build again, --noop-runs times (median and best reported);
   touch        one layer-0 source's mtime bumped (content unchanged): actions re-run and time;
   edit         one line appended to that source: actions re-run and time.
@@ -243,6 +244,20 @@ class Harness:
         seconds, code, text, rss = self._run(argv, self.ws[system], f"{system}-analysis")
         return Run(seconds, 0, ok=code == 0, note="" if code == 0 else text[-300:], rss_mib=rss)
 
+    def start_afresh(self, system: str) -> None:
+        """Undo a full build, keeping what `query` left (mlbuild's parse cache), for the next round."""
+        if system == "ninja":
+            doomed = [self.ws["ninja"] / name for name in ("out", ".ninja_log", ".ninja_deps")]
+        else:
+            state = self.ws[system] / ".mlbuild"
+            doomed = [self.base / f"{system}-cache", self.ws[system] / "mlbuild-bin", self.ws[system] / "mlbuild-out",
+                      *(path for path in state.iterdir() if path.name != "parse-cache.pickle")]
+        for path in doomed:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
     def ninja(self, tag: str) -> Run:
         argv = [self.args.ninja, "-j", str(self.args.jobs)]
         seconds, code, text, rss = self._run(argv, self.ws["ninja"], f"ninja-{tag}")
@@ -292,6 +307,9 @@ def main() -> int:
     parser.add_argument("--jobs", "-j", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--noop-runs", type=int, default=5, help="no-op repetitions per system (median reported)")
+    parser.add_argument("--full-runs", type=int, default=1,
+                        help="full builds per system, one round of every system after another (median reported): "
+                        "a shared machine's speed drifts by tens of per cent over minutes")
     parser.add_argument("--no-incremental", action="store_true",
                         help="skip the touch and edit scenarios (scale runs: analysis, full and no-op only)")
     parser.add_argument("--out", metavar="DIR", help="generate here (kept) instead of a temp dir")
@@ -373,9 +391,12 @@ def main() -> int:
     for s in builders:
         results[s]["analysis"] = step("analysis", s, h.analysis(s))
 
-    print("full builds", flush=True)
-    for s in systems:
-        results[s]["full"] = step("full", s, runners[s]("full"))
+    print(f"full builds ({args.full_runs} each, the systems taking turns)", flush=True)
+    for round_ in range(args.full_runs):
+        for s in systems:
+            if round_:
+                h.start_afresh(s)
+            results[s].setdefault("full", []).append(step("full", s, runners[s](f"full{round_}")))
 
     print(f"no-op builds ({args.noop_runs} each)", flush=True)
     for s in systems:
@@ -411,7 +432,7 @@ def main() -> int:
         counts = sorted({r.executed for r in runs_of(system, what)}, key=lambda c: (c is None, c))
         return "/".join("?" if c is None else str(c) for c in counts) or "-"
 
-    rows = [("analysis (query //...)", "analysis"), ("full build", "full"),
+    rows = [("analysis (query //...)", "analysis"), (f"full build (median of {args.full_runs})", "full"),
             (f"no-op (median of {args.noop_runs})", "noop"), ("touch 1 source (mtime)", "touch"),
             ("edit 1 source (content)", "edit")]
     print()
@@ -431,9 +452,10 @@ def main() -> int:
     for s in builders:
         noop_runs = results[s]["noop"]
         inner = [r.inner_s for r in noop_runs if r.inner_s is not None]
+        full_inner = [r.inner_s for r in results[s]["full"] if r.inner_s is not None]
         print(f"{s} no-op: best {min(r.seconds for r in noop_runs):.3f}s, build phase (scheduler+up-to-date checks) "
-              f"median {_fmt_s(statistics.median(inner) if inner else None)}s; full build phase "
-              f"{_fmt_s(results[s]['full'].inner_s)}s")
+              f"median {_fmt_s(statistics.median(inner) if inner else None)}s; full build phase median "
+              f"{_fmt_s(statistics.median(full_inner) if full_inner else None)}s")
     m_noop, m_full, n_full = seconds("mlbuild", "noop"), seconds("mlbuild", "full"), seconds("ninja", "full")
     verdicts = []
     if m_noop is not None:
