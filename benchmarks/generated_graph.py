@@ -19,11 +19,12 @@ Then measures, in this one run, each as the wall time of the whole process (star
   edit         one line appended to that source: actions re-run and time.
 With `--baseline CMD` a second mlbuild (e.g. the last release, or main) is measured the same
 way in its own copy of the workspace and cache. It prints a table with seconds, peak RSS and
-ratios to ninja, and the goals: mlbuild no-op < 0.5 s (< 1 s above 10,000 targets), full build
-<= 1.5x ninja. Each command is started by a small fresh interpreter that times it and reads its
-peak RSS: Linux carries a process's peak RSS over exec from the process that vforked it, so a
-command started by this one (which holds the whole graph) would report at least this one's. A
-peak below the spawner's own (about 8 MiB) reads as the spawner's.
+ratios to ninja, the full builds' CPU (the process and its commands), and the goals: mlbuild
+no-op < 0.5 s (< 1 s above 10,000 targets), full build <= 1.5x ninja. Each command is started
+by a small fresh interpreter that times it and reads its peak RSS: Linux carries a process's
+peak RSS over exec from the process that vforked it, so a command started by this one (which
+holds the whole graph) would report at least this one's. A peak below the spawner's own (about
+8 MiB) reads as the spawner's.
 
     python benchmarks/generated_graph.py                      # 10,000 targets, 100 packages, -j2
     python benchmarks/generated_graph.py --targets 2000 --keep
@@ -54,13 +55,15 @@ from pathlib import Path
 
 NOOP_GOAL_S = {10_000: 0.5, 100_000: 1.0}  # up to that many targets
 FULL_GOAL_RATIO = 1.5
-# Runs argv[2:] with this environment, cwd and stdio; writes "seconds exit-code peak-RSS-KiB" to fd argv[1].
+# Runs argv[2:] with this environment, cwd and stdio; writes "seconds exit-code peak-RSS-KiB CPU-seconds" to
+# fd argv[1]. wait4's usage counts the process and every descendant it reaped (ninja's and mlbuild's commands).
 _SPAWNER = """
 import os, sys, time
 start = time.perf_counter()
 pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
 _, status, usage = os.wait4(pid, 0)
-os.write(int(sys.argv[1]), f"{time.perf_counter() - start} {os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}".encode())
+os.write(int(sys.argv[1]), f"{time.perf_counter() - start} {os.waitstatus_to_exitcode(status)} {usage.ru_maxrss} "
+                           f"{usage.ru_utime + usage.ru_stime}".encode())
 """
 _SUMMARY_RE = re.compile(
     r"Build (?P<verdict>\w+): (?P<targets>\d+) targets, (?P<executed>\d+) executed, (?P<cached>\d+) cached"
@@ -186,6 +189,17 @@ class Run:
     ok: bool = True
     note: str = ""
     rss_mib: float | None = None  # peak resident memory of the process
+    cpu_s: float | None = None  # user + system CPU of the process and its commands
+
+
+@dataclass
+class Process:
+    """One measured command as the spawner saw it."""
+    seconds: float
+    code: int
+    text: str  # its output
+    rss_mib: float = 0.0
+    cpu_s: float | None = None
 
 
 class Harness:
@@ -204,8 +218,8 @@ class Harness:
             self.env["PYTHONDONTWRITEBYTECODE"] = "1"
         self.counter = 0
 
-    def _run(self, argv, cwd: Path, tag: str) -> tuple[float, int, str, float]:
-        """(seconds, exit code, output, peak RSS in MiB) of one whole process."""
+    def _run(self, argv, cwd: Path, tag: str) -> Process:
+        """One whole process, measured."""
         self.counter += 1
         log = self.logs / f"{self.counter:02d}-{tag}.log"
         report_read, report_write = os.pipe()
@@ -220,29 +234,31 @@ class Harness:
                 figures = report.read().split()
             spawner.wait()
             deadline.cancel()
-        if len(figures) != 3:  # killed at the timeout, or the command could not start (the log says why)
-            seconds = self.args.timeout if spawner.returncode == -9 else 0.0
-            return seconds, spawner.returncode, log.read_text(errors="replace"), 0.0
-        seconds, code, rss_kib = float(figures[0]), int(figures[1]), int(figures[2])
-        return seconds, code, log.read_text(errors="replace"), rss_kib / 1024
+        text = log.read_text(errors="replace")
+        if len(figures) != 4:  # killed at the timeout, or the command could not start (the log says why)
+            return Process(self.args.timeout if spawner.returncode == -9 else 0.0, spawner.returncode, text)
+        return Process(float(figures[0]), int(figures[1]), text, int(figures[2]) / 1024, float(figures[3]))
 
     def mlbuild(self, system: str, tag: str) -> Run:
         argv = [*self.commands[system], "--cache-dir", str(self.base / f"{system}-cache"), "build", "//...",
                 "-j", str(self.args.jobs)]
-        seconds, code, text, rss = self._run(argv, self.ws[system], f"{system}-{tag}")
+        done = self._run(argv, self.ws[system], f"{system}-{tag}")
         match = None
-        for match in _SUMMARY_RE.finditer(text):
+        for match in _SUMMARY_RE.finditer(done.text):
             pass
-        if code != 0 or match is None:
-            tail = " | ".join(text.strip().splitlines()[-3:])
-            return Run(seconds, None, ok=False, note=f"exit {code}: {tail[:300]}", rss_mib=rss)
-        return Run(seconds, int(match["executed"]), float(match["inner"]), ok=match["verdict"] == "OK", rss_mib=rss)
+        if done.code != 0 or match is None:
+            tail = " | ".join(done.text.strip().splitlines()[-3:])
+            return Run(done.seconds, None, ok=False, note=f"exit {done.code}: {tail[:300]}", rss_mib=done.rss_mib,
+                       cpu_s=done.cpu_s)
+        return Run(done.seconds, int(match["executed"]), float(match["inner"]), ok=match["verdict"] == "OK",
+                   rss_mib=done.rss_mib, cpu_s=done.cpu_s)
 
     def analysis(self, system: str) -> Run:
         """`mlbuild query //...`: start-up, loading and analysis of every target, nothing built."""
         argv = [*self.commands[system], "--cache-dir", str(self.base / f"{system}-cache"), "query", "//..."]
-        seconds, code, text, rss = self._run(argv, self.ws[system], f"{system}-analysis")
-        return Run(seconds, 0, ok=code == 0, note="" if code == 0 else text[-300:], rss_mib=rss)
+        done = self._run(argv, self.ws[system], f"{system}-analysis")
+        return Run(done.seconds, 0, ok=done.code == 0, note="" if done.code == 0 else done.text[-300:],
+                   rss_mib=done.rss_mib, cpu_s=done.cpu_s)
 
     def start_afresh(self, system: str) -> None:
         """Undo a full build, keeping what `query` left (mlbuild's parse cache), for the next round."""
@@ -260,11 +276,10 @@ class Harness:
 
     def ninja(self, tag: str) -> Run:
         argv = [self.args.ninja, "-j", str(self.args.jobs)]
-        seconds, code, text, rss = self._run(argv, self.ws["ninja"], f"ninja-{tag}")
-        executed = sum(1 for line in text.splitlines() if re.match(r"^\[\d+/\d+\] ", line))
-        if code != 0:
-            return Run(seconds, executed, ok=False, note=f"exit {code}: {text.strip().splitlines()[-1:]}", rss_mib=rss)
-        return Run(seconds, executed, rss_mib=rss)
+        done = self._run(argv, self.ws["ninja"], f"ninja-{tag}")
+        executed = sum(1 for line in done.text.splitlines() if re.match(r"^\[\d+/\d+\] ", line))
+        note = "" if done.code == 0 else f"exit {done.code}: {done.text.strip().splitlines()[-1:]}"
+        return Run(done.seconds, executed, ok=done.code == 0, note=note, rss_mib=done.rss_mib, cpu_s=done.cpu_s)
 
 
 _NOTABLE_MOUNT_OPTIONS = ("discard", "sync", "dirsync", "data=journal", "nobarrier")
@@ -381,8 +396,9 @@ def main() -> int:
     def step(name: str, system: str, run: Run) -> Run:
         extra = f", build phase {run.inner_s:.3f}s" if run.inner_s is not None else ""
         status = "" if run.ok else f"  FAILED {run.note}"
-        print(f"  {name:<8} {system:<8} {run.seconds:8.3f}s  {run.rss_mib:7.1f} MiB  executed={run.executed}{extra}"
-              f"{status}", flush=True)
+        cpu = "" if run.cpu_s is None else f"  cpu {run.cpu_s:7.2f}s"
+        print(f"  {name:<8} {system:<8} {run.seconds:8.3f}s{cpu}  {run.rss_mib:7.1f} MiB  executed={run.executed}"
+              f"{extra}{status}", flush=True)
         return run
 
     for s in builders:  # compile bytecode once
@@ -456,6 +472,11 @@ def main() -> int:
         print(f"{s} no-op: best {min(r.seconds for r in noop_runs):.3f}s, build phase (scheduler+up-to-date checks) "
               f"median {_fmt_s(statistics.median(inner) if inner else None)}s; full build phase median "
               f"{_fmt_s(statistics.median(full_inner) if full_inner else None)}s")
+    full_cpu = {s: [r.cpu_s for r in runs_of(s, "full") if r.cpu_s is not None] for s in systems}
+    if all(full_cpu.values()):
+        print("full build CPU, user + system of the process and its commands, median (cores busy): " + ", ".join(
+            f"{s} {statistics.median(cpu):.1f}s ({statistics.median(cpu) / seconds(s, 'full'):.2f})"
+            for s, cpu in full_cpu.items()))
     m_noop, m_full, n_full = seconds("mlbuild", "noop"), seconds("mlbuild", "full"), seconds("ninja", "full")
     verdicts = []
     if m_noop is not None:
