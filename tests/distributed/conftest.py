@@ -120,7 +120,7 @@ def mlbuild_process():
 
     def run(cwd: Path, cache: Path, *args, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-c", "from mlbuild.cli.main import main; main()", "--cache-dir", str(cache),
+            [sys.executable, "-c", "from mlbuild.cli.executable import run; run()", "--cache-dir", str(cache),
              *map(str, args)],
             cwd=cwd, capture_output=True, text=True, timeout=timeout,
         )

@@ -31,7 +31,7 @@ def mlbuild():
 
     def run(root: Path, cache: Path, *args) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-c", "from mlbuild.cli.main import main; main()", "--cache-dir", str(cache), *args],
+            [sys.executable, "-c", "from mlbuild.cli.executable import run; run()", "--cache-dir", str(cache), *args],
             cwd=root, capture_output=True, text=True,
         )
         assert "Traceback" not in done.stderr, done.stderr

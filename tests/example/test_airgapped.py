@@ -34,7 +34,7 @@ def test_fetch_then_build_without_network_from_the_vendored_directory(copy_examp
     # The target machine: no network, nothing cached, no toolchain built, pip's settings gone.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["MLBUILD_TOOLCHAIN_DIR"] = str(tmp_path / "target-toolchains")
-    command = [*network_namespace_prefix("test"), sys.executable, "-c", "from mlbuild.cli.main import main; main()",
+    command = [*network_namespace_prefix("test"), sys.executable, "-c", "from mlbuild.cli.executable import run; run()",
                "--cache-dir", str(tmp_path / "target-cache"), "test", *targets, "--distdir", str(vendored)]
     import subprocess
 
