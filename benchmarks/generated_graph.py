@@ -342,7 +342,8 @@ def main() -> int:
                         "bypassing any pyenv shim)")
     parser.add_argument("--baseline", metavar="CMD",
                         help="a second mlbuild command to measure the same way, split as a shell would, e.g. "
-                        "main's: \"env PYTHONPATH=/path/to/main python3 -c 'from mlbuild.cli.executable import run; run()'\" "
+                        "main's: \"env PYTHONPATH=/path/to/main python3 -c "
+                        "'from mlbuild.cli.executable import run; run()'\" "
                         "(name the interpreter itself: a pyenv shim adds its own, varying start-up)")
     parser.add_argument("--ninja", default=shutil.which("ninja") or "ninja")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per build command")

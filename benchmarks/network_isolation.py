@@ -45,7 +45,8 @@ def workspace(base: Path, actions: int, extra: str) -> Path:
 
 def build(root: Path, jobs: int) -> float:
     mlbuild = Path(sys.executable).parent / "mlbuild"
-    command = [str(mlbuild)] if mlbuild.exists() else [sys.executable, "-c", "from mlbuild.cli.executable import run; run()"]
+    command = ([str(mlbuild)] if mlbuild.exists()
+               else [sys.executable, "-c", "from mlbuild.cli.executable import run; run()"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLBUILD_")}
     start = time.monotonic()
     subprocess.run([*command, "-C", str(root), "--cache-dir", str(root / "cache"), "build", "//p/...",

@@ -49,7 +49,8 @@ def main() -> int:
     parser.add_argument("--mlbuild", default=str(default_mlbuild) if default_mlbuild.exists() else None,
                         help="mlbuild executable (default: the console script beside this Python)")
     args = parser.parse_args()
-    mlbuild = [args.mlbuild] if args.mlbuild else [sys.executable, "-c", "from mlbuild.cli.executable import run; run()"]
+    mlbuild = ([args.mlbuild] if args.mlbuild
+               else [sys.executable, "-c", "from mlbuild.cli.executable import run; run()"])
     with tempfile.TemporaryDirectory() as scratch:
         workspace = Path(scratch) / "ws"
         workspace.mkdir()

@@ -4,7 +4,7 @@ A command ends holding large structures: parsed BUILD files, the target graph, b
 The interpreter's teardown would free them object by object (0.9 s after a 10,000-target
 build) just before the OS reclaims the whole heap at once. So the process ends itself, in the
 last exit handler, once every other exit handler (Ray's shutdown, logging's flush, file locks'
-release) has run. In-process callers (tests, benchmarks) keep calling `main.main`.
+release) has run. In-process callers (tests) keep calling `main.main`: their interpreter goes on.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ class _EndProcess:
 
 
 def run() -> None:
+    """`mlbuild ARGS`: the command; the process ends as soon as it and the exit handlers are done."""
     end_process = _EndProcess()
     atexit.register(end_process)
-    from .main import main
+    from .main import main  # only now: the handlers its modules register run before end_process
 
     try:
         main()

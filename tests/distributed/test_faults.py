@@ -33,7 +33,8 @@ def _wait_for(condition, what: str, timeout_s: float = 120) -> None:
 
 def _start(root: Path, cache: Path, *args) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", "from mlbuild.cli.executable import run; run()", "--cache-dir", str(cache), *map(str, args)],
+        [sys.executable, "-c", "from mlbuild.cli.executable import run; run()", "--cache-dir", str(cache),
+         *map(str, args)],
         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
