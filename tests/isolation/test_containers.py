@@ -2,14 +2,16 @@
 
 An action naming a container toolchain runs inside its image: same outputs as the same action
 run locally, the image digest in its key, network off unless declared, the container removed
-when the action times out; and a missing runtime, a missing image or a digest mismatch is a
-clear exit-4 error before anything runs.
+when the action times out (also one deaf to SIGTERM, which outlives its killed client); and a
+missing runtime, a missing image or a digest mismatch is a clear exit-4 error before anything
+runs.
 """
 
 from __future__ import annotations
 
 import subprocess
 
+import pytest
 from core.conftest import ROOT_BUILD
 
 from mlbuild.actions import Action, Resources
@@ -89,10 +91,16 @@ def test_network_is_off_in_a_container_unless_declared(workspace, busybox_image,
     assert allowed.out("", "//pkg:get", "p").read_text() == "served"
 
 
-def test_a_timed_out_container_is_removed(workspace, busybox_image, docker):
+@pytest.mark.parametrize("cmd", [
+    "sleep 60",
+    # Deaf to the SIGTERM docker passes on: the client is killed outright after the grace
+    # period, the container outlives it, and mlbuild's own `docker rm --force` removes it.
+    "trap '' TERM; sleep 60",
+])
+def test_a_timed_out_container_is_removed(workspace, busybox_image, docker, cmd):
     ws = workspace({"BUILD.yaml": ROOT_BUILD, "toolchains/images.yaml": _toolchain(busybox_image()),
                     "targets/pkg/BUILD.yaml": ("slow:\n  rule: command\n  toolchains: [img]\n  outs: [o]\n"
-                                               "  timeout: 1\n  cmd: sleep 60\n")})
+                                               f"  timeout: 1\n  cmd: \"{cmd}\"\n")})
     result = ws("build", "//pkg:slow")
     assert result.code == 1 and "timed out after 1 s" in result.stderr, result
     # This build's containers only: those of tests running beside it (pytest -n) mount other caches.
