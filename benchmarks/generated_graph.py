@@ -201,6 +201,10 @@ class Process:
     rss_mib: float = 0.0
     cpu_s: float | None = None
 
+    def run(self, executed: int | None, **outcome) -> Run:
+        """This process as a measured Run: its time, memory and CPU, and what it did."""
+        return Run(self.seconds, executed, rss_mib=self.rss_mib, cpu_s=self.cpu_s, **outcome)
+
 
 class Harness:
     def __init__(self, args, base: Path):
@@ -248,17 +252,14 @@ class Harness:
             pass
         if done.code != 0 or match is None:
             tail = " | ".join(done.text.strip().splitlines()[-3:])
-            return Run(done.seconds, None, ok=False, note=f"exit {done.code}: {tail[:300]}", rss_mib=done.rss_mib,
-                       cpu_s=done.cpu_s)
-        return Run(done.seconds, int(match["executed"]), float(match["inner"]), ok=match["verdict"] == "OK",
-                   rss_mib=done.rss_mib, cpu_s=done.cpu_s)
+            return done.run(None, ok=False, note=f"exit {done.code}: {tail[:300]}")
+        return done.run(int(match["executed"]), inner_s=float(match["inner"]), ok=match["verdict"] == "OK")
 
     def analysis(self, system: str) -> Run:
         """`mlbuild query //...`: start-up, loading and analysis of every target, nothing built."""
         argv = [*self.commands[system], "--cache-dir", str(self.base / f"{system}-cache"), "query", "//..."]
         done = self._run(argv, self.ws[system], f"{system}-analysis")
-        return Run(done.seconds, 0, ok=done.code == 0, note="" if done.code == 0 else done.text[-300:],
-                   rss_mib=done.rss_mib, cpu_s=done.cpu_s)
+        return done.run(0, ok=done.code == 0, note="" if done.code == 0 else done.text[-300:])
 
     def start_afresh(self, system: str) -> None:
         """Undo a full build, keeping what `query` left (mlbuild's parse cache), for the next round."""
@@ -279,7 +280,7 @@ class Harness:
         done = self._run(argv, self.ws["ninja"], f"ninja-{tag}")
         executed = sum(1 for line in done.text.splitlines() if re.match(r"^\[\d+/\d+\] ", line))
         note = "" if done.code == 0 else f"exit {done.code}: {done.text.strip().splitlines()[-1:]}"
-        return Run(done.seconds, executed, ok=done.code == 0, note=note, rss_mib=done.rss_mib, cpu_s=done.cpu_s)
+        return done.run(executed, ok=done.code == 0, note=note)
 
 
 _NOTABLE_MOUNT_OPTIONS = ("discard", "sync", "dirsync", "data=journal", "nobarrier")
@@ -469,15 +470,15 @@ def main() -> int:
     for s in builders:
         noop_runs = results[s]["noop"]
         inner = [r.inner_s for r in noop_runs if r.inner_s is not None]
-        full_inner = [r.inner_s for r in results[s]["full"] if r.inner_s is not None]
+        full_inner = [r.inner_s for r in runs_of(s, "full") if r.inner_s is not None]
         print(f"{s} no-op: best {min(r.seconds for r in noop_runs):.3f}s, build phase (scheduler+up-to-date checks) "
               f"median {_fmt_s(statistics.median(inner) if inner else None)}s; full build phase median "
               f"{_fmt_s(statistics.median(full_inner) if full_inner else None)}s")
     full_cpu = {s: [r.cpu_s for r in runs_of(s, "full") if r.cpu_s is not None] for s in systems}
     if all(full_cpu.values()):
+        medians = {s: statistics.median(cpu) for s, cpu in full_cpu.items()}
         print("full build CPU, user + system of the process and its commands, median (cores busy): " + ", ".join(
-            f"{s} {statistics.median(cpu):.1f}s ({statistics.median(cpu) / seconds(s, 'full'):.2f})"
-            for s, cpu in full_cpu.items()))
+            f"{s} {cpu:.1f}s ({cpu / seconds(s, 'full'):.2f})" for s, cpu in medians.items()))
     m_noop, m_full, n_full = seconds("mlbuild", "noop"), seconds("mlbuild", "full"), seconds("ninja", "full")
     verdicts = []
     if m_noop is not None:
