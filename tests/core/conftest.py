@@ -121,9 +121,7 @@ class Mlbuild:
 
     def process(self, *args, timeout: float = 60, env: dict | None = None) -> Result:
         """Run the installed `mlbuild` console script in a child process."""
-        command = [MLBUILD_SCRIPT] if MLBUILD_SCRIPT else [sys.executable, "-c",
-                                                            "from mlbuild.cli.executable import run; run()"]
-        done = subprocess.run([*command, *self.argv(args)], check=False, capture_output=True, text=True,
+        done = subprocess.run(self.popen_argv(*args), check=False, capture_output=True, text=True,
                               timeout=timeout, env={**os.environ, **(env or {})})
         return _parse(done.returncode, done.stdout, done.stderr)
 
