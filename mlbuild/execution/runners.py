@@ -190,6 +190,7 @@ class SandboxRunner:
         self.fetch = fetch
         sweep_stale(sandbox_base)
         self._disposal = Disposal(sandbox_base)  # used sandboxes' inodes make the next ones
+        self._empty_log: str | None = None  # the empty blob's digest, once stored this build (gc waits for builds)
 
     def run(self, request: ActionRequest) -> Outcome:
         action = request.action
@@ -233,8 +234,8 @@ class SandboxRunner:
             files, directories, symlinks = [], [], []
         cas = self.context.cas
         outputs = tuple(
-            OutputFile(rel, cas.put_file(path, executable, take=True), os.stat(path).st_size, executable)
-            for rel, path, executable in files
+            OutputFile(rel, cas.put_file(path, executable, take=True), size, executable)
+            for rel, path, executable, size in files
         )
         return ActionResult(
             outputs=outputs, directories=tuple(directories), symlinks=tuple(symlinks),
@@ -246,12 +247,17 @@ class SandboxRunner:
 
     def _store_log(self, path: str) -> str | None:
         """The digest of a log the executor wrote, once in the CAS; most are empty, and an empty
-        one is not read. The file is left for the sandbox's disposal to recycle."""
+        one is neither read nor stored again this build. The file is left for the sandbox's
+        disposal to recycle."""
         try:
             size = os.stat(path).st_size
         except FileNotFoundError:
             return None
-        return self.context.cas.put_bytes(b"") if size == 0 else self.context.cas.put_file(path, take=True)
+        if size > 0:
+            return self.context.cas.put_file(path, take=True)
+        if self._empty_log is None:
+            self._empty_log = self.context.cas.put_bytes(b"")
+        return self._empty_log
 
     def _fetch_missing(self, label: str, blobs: list[tuple[str, bool]]) -> None:
         """Bring here the blobs to stage that only the remote CAS has."""
@@ -277,6 +283,7 @@ class SandboxRunner:
 
     def finish(self) -> None:
         self._disposal.finish()
+        self._empty_log = None  # a `cache gc` between builds may remove the blob
 
 
 def runner_stack(cache: LocalCache, remote, bottom: Runner, commits: GroupCommit, *, upload: bool = True) -> Runner:

@@ -181,15 +181,16 @@ class Sandbox:
                 hint="actions must write only their declared outputs; copy an input before changing it",
             )
 
-    def collect(self, label: str) -> tuple[list[tuple[str, str, bool]], list[str], list[tuple[str, str]]]:
-        """Declared outputs as (path relative to the target's outdir, file, executable),
+    def collect(self, label: str) -> tuple[list[tuple[str, str, bool, int]], list[str], list[tuple[str, str]]]:
+        """Declared outputs as (path relative to the target's outdir, file, executable, size),
         directories, and in-tree symlinks; raise ActionError on anything missing or escaping."""
         outdir = output_dir(label)
         files, directories, symlinks = [], [], []
         for path in self.action.outputs:
-            if self._plain_file(path):  # a regular file: nothing more to check, no Path to build
+            st = self._plain_file(path)
+            if st is not None:  # a regular file: nothing more to check, no Path to build
                 plain = f"{self.root}/{path}"
-                files.append((_relative(path, outdir), plain, os.access(plain, os.X_OK)))
+                files.append((_relative(path, outdir), plain, os.access(plain, os.X_OK), st.st_size))
                 continue
             full = self.root / path
             if not os.path.lexists(full):
@@ -199,10 +200,11 @@ class Sandbox:
                     "use {{out}} or {{out:NAME}} in the command",
                 )
             resolved = self._inside(full, label)
-            if not resolved.is_file():
+            st = _stat_or_none(resolved)
+            if st is None or not stat.S_ISREG(st.st_mode):
                 raise ActionError(f"{label}: declared output '{_relative(path, outdir)}' is not a regular file",
                                   hint="declare directories under out_dirs")
-            files.append((_relative(path, outdir), str(resolved), os.access(resolved, os.X_OK)))
+            files.append((_relative(path, outdir), str(resolved), os.access(resolved, os.X_OK), st.st_size))
         for path in self.action.output_dirs:
             full = self.root / path
             if not full.is_dir() or full.is_symlink():
@@ -219,27 +221,28 @@ class Sandbox:
                     elif entry.is_dir():
                         directories.append(relative)
                     elif entry.is_file():
-                        files.append((relative, str(entry), os.access(entry, os.X_OK)))
+                        files.append((relative, str(entry), os.access(entry, os.X_OK), entry.stat().st_size))
                     else:
                         raise ActionError(f"{label}: output '{relative}' is not a file, directory or symlink")
                 subdirs[:] = [d for d in subdirs if not (Path(current) / d).is_symlink()]
         return files, directories, symlinks
 
-    def _plain_file(self, path: str) -> bool:
-        """Whether sandbox path `path` is a regular file reached through no symlink: then it is
-        where it reads, inside the sandbox, and needs no resolving (a few lstats, not dozens)."""
+    def _plain_file(self, path: str) -> os.stat_result | None:
+        """The stat of sandbox path `path` if it is a regular file reached through no symlink:
+        then it is where it reads, inside the sandbox, and needs no resolving (a few lstats,
+        not dozens); else None."""
         current = str(self.root)
         for part in path.split("/"):
             if part in ("", ".", ".."):
-                return False
+                return None
             current = f"{current}/{part}"
             try:
                 st = os.lstat(current)
             except OSError:
-                return False
+                return None
             if stat.S_ISLNK(st.st_mode):
-                return False
-        return stat.S_ISREG(st.st_mode)
+                return None
+        return st if stat.S_ISREG(st.st_mode) else None
 
     def _inside(self, path: Path, label: str, within: Path | None = None) -> Path:
         """The real path of `path`, which must stay inside `within` (default: the sandbox)."""
@@ -513,6 +516,14 @@ def _copy(src: Path | str, dest: str, st: os.stat_result) -> None:
             os.close(target)
     finally:
         os.close(source)
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    """os.stat of `path`, None where nothing is there to stat (a dangling symlink's target)."""
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def _relative(path: str, outdir: str) -> str:

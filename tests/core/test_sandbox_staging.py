@@ -1,6 +1,7 @@
 """How a sandbox (execution/sandbox.py) stages an input: a small one is copied, a large one
 hardlinked and checked after the action (test_build_cli.py covers that end to end), and a large
-one on another filesystem, which cannot be hardlinked, copied like a small one."""
+one on another filesystem, which cannot be hardlinked, copied like a small one; and what it
+collects after the action: every declared output with its size, however it was reached."""
 
 from __future__ import annotations
 
@@ -46,5 +47,27 @@ def test_a_large_input_on_another_filesystem_is_copied_with_its_mode_and_times(t
             f.write(b"changed")
         sandbox.check_inputs_untouched()
         assert source.stat().st_size == original.st_size
+    finally:
+        sandbox.remove()
+
+
+def test_collected_outputs_carry_their_sizes(tmp_path):
+    """A plain output, one declared through an in-sandbox symlink, and the files of an output
+    directory: each comes back with the size it has (recorded as the blob's size)."""
+    action = Action(label="//p:t", mnemonic="Command", implementation="command/1", argv=("true",),
+                    outputs=("out/p/t/plain.txt", "out/p/t/linked.txt"), output_dirs=("out/p/t/dir",))
+    sandbox = Sandbox(tmp_path / "sandboxes", action)
+    try:
+        sandbox.stage(tmp_path, {}, ContentStore(tmp_path / "cache"))
+        outdir = sandbox.root / "out/p/t"
+        (outdir / "plain.txt").write_bytes(b"x" * 3)
+        (outdir / "real.txt").write_bytes(b"y" * 5)
+        (outdir / "linked.txt").symlink_to("real.txt")
+        (outdir / "dir/sub").mkdir(parents=True)
+        (outdir / "dir/sub/a.bin").write_bytes(b"z" * 7)
+        files, directories, _ = sandbox.collect("//p:t")
+        assert {relative: size for relative, _, _, size in files} == {
+            "plain.txt": 3, "linked.txt": 5, "dir/sub/a.bin": 7}
+        assert directories == ["dir", "dir/sub"]
     finally:
         sandbox.remove()
