@@ -19,12 +19,12 @@ Then measures, in this one run, each as the wall time of the whole process (star
   edit         one line appended to that source: actions re-run and time.
 With `--baseline CMD` a second mlbuild (e.g. the last release, or main) is measured the same
 way in its own copy of the workspace and cache. It prints a table with seconds, peak RSS and
-ratios to ninja, the full builds' CPU (the process and its commands), and the goals: mlbuild
-no-op < 0.5 s (< 1 s above 10,000 targets), full build <= 1.5x ninja. Each command is started
-by a small fresh interpreter that times it and reads its peak RSS: Linux carries a process's
-peak RSS over exec from the process that vforked it, so a command started by this one (which
-holds the whole graph) would report at least this one's. A peak below the spawner's own (about
-8 MiB) reads as the spawner's.
+ratios to ninja, the full builds' CPU (the process with its commands, and the process's own
+without them), and the goals: mlbuild no-op < 0.5 s (< 1 s above 10,000 targets), full build
+<= 1.5x ninja. Each command is started by a small fresh interpreter that times it and reads its
+peak RSS: Linux carries a process's peak RSS over exec from the process that vforked it, so a
+command started by this one (which holds the whole graph) would report at least this one's. A
+peak below the spawner's own (about 8 MiB) reads as the spawner's.
 
     python benchmarks/generated_graph.py                      # 10,000 targets, 100 packages, -j2
     python benchmarks/generated_graph.py --targets 2000 --keep
@@ -55,15 +55,21 @@ from pathlib import Path
 
 NOOP_GOAL_S = {10_000: 0.5, 100_000: 1.0}  # up to that many targets
 FULL_GOAL_RATIO = 1.5
-# Runs argv[2:] with this environment, cwd and stdio; writes "seconds exit-code peak-RSS-KiB CPU-seconds" to
-# fd argv[1]. wait4's usage counts the process and every descendant it reaped (ninja's and mlbuild's commands).
+# Runs argv[2:] with this environment, cwd and stdio; writes "seconds exit-code peak-RSS-KiB CPU-seconds
+# own-CPU-seconds" to fd argv[1]. wait4's usage counts the process and every descendant it reaped (ninja's and
+# mlbuild's commands); the process's own CPU (its threads, none of its children) is read from /proc while it is
+# a zombie: exited (waitid WNOWAIT), not yet reaped.
 _SPAWNER = """
 import os, sys, time
 start = time.perf_counter()
 pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+with open(f"/proc/{pid}/stat", "rb") as stat:
+    fields = stat.read().rpartition(b")")[2].split()  # from field 3 on: utime and stime are fields 14 and 15
+own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 _, status, usage = os.wait4(pid, 0)
 os.write(int(sys.argv[1]), f"{time.perf_counter() - start} {os.waitstatus_to_exitcode(status)} {usage.ru_maxrss} "
-                           f"{usage.ru_utime + usage.ru_stime}".encode())
+                           f"{usage.ru_utime + usage.ru_stime} {own}".encode())
 """
 _SUMMARY_RE = re.compile(
     r"Build (?P<verdict>\w+): (?P<targets>\d+) targets, (?P<executed>\d+) executed, (?P<cached>\d+) cached"
@@ -190,6 +196,7 @@ class Run:
     note: str = ""
     rss_mib: float | None = None  # peak resident memory of the process
     cpu_s: float | None = None  # user + system CPU of the process and its commands
+    own_cpu_s: float | None = None  # of it, the process's own (its threads, not its children)
 
 
 @dataclass
@@ -200,10 +207,12 @@ class Process:
     text: str  # its output
     rss_mib: float = 0.0
     cpu_s: float | None = None
+    own_cpu_s: float | None = None
 
     def run(self, executed: int | None, **outcome) -> Run:
         """This process as a measured Run: its time, memory and CPU, and what it did."""
-        return Run(self.seconds, executed, rss_mib=self.rss_mib, cpu_s=self.cpu_s, **outcome)
+        return Run(self.seconds, executed, rss_mib=self.rss_mib, cpu_s=self.cpu_s, own_cpu_s=self.own_cpu_s,
+                   **outcome)
 
 
 class Harness:
@@ -239,9 +248,10 @@ class Harness:
             spawner.wait()
             deadline.cancel()
         text = log.read_text(errors="replace")
-        if len(figures) != 4:  # killed at the timeout, or the command could not start (the log says why)
+        if len(figures) != 5:  # killed at the timeout, or the command could not start (the log says why)
             return Process(self.args.timeout if spawner.returncode == -9 else 0.0, spawner.returncode, text)
-        return Process(float(figures[0]), int(figures[1]), text, int(figures[2]) / 1024, float(figures[3]))
+        return Process(float(figures[0]), int(figures[1]), text, int(figures[2]) / 1024, float(figures[3]),
+                       float(figures[4]))
 
     def mlbuild(self, system: str, tag: str) -> Run:
         argv = [*self.commands[system], "--cache-dir", str(self.base / f"{system}-cache"), "build", "//...",
@@ -398,7 +408,7 @@ def main() -> int:
     def step(name: str, system: str, run: Run) -> Run:
         extra = f", build phase {run.inner_s:.3f}s" if run.inner_s is not None else ""
         status = "" if run.ok else f"  FAILED {run.note}"
-        cpu = "" if run.cpu_s is None else f"  cpu {run.cpu_s:7.2f}s"
+        cpu = "" if run.cpu_s is None else f"  cpu {run.cpu_s:7.2f}s (own {run.own_cpu_s:6.2f}s)"
         print(f"  {name:<8} {system:<8} {run.seconds:8.3f}s{cpu}  {run.rss_mib:7.1f} MiB  executed={run.executed}"
               f"{extra}{status}", flush=True)
         return run
@@ -474,11 +484,14 @@ def main() -> int:
         print(f"{s} no-op: best {min(r.seconds for r in noop_runs):.3f}s, build phase (scheduler+up-to-date checks) "
               f"median {_fmt_s(statistics.median(inner) if inner else None)}s; full build phase median "
               f"{_fmt_s(statistics.median(full_inner) if full_inner else None)}s")
-    full_cpu = {s: [r.cpu_s for r in runs_of(s, "full") if r.cpu_s is not None] for s in systems}
-    if all(full_cpu.values()):
-        medians = {s: statistics.median(cpu) for s, cpu in full_cpu.items()}
-        print("full build CPU, user + system of the process and its commands, median (cores busy): " + ", ".join(
-            f"{s} {cpu:.1f}s ({cpu / seconds(s, 'full'):.2f})" for s, cpu in medians.items()))
+    full_runs = {s: [r for r in runs_of(s, "full") if r.cpu_s is not None] for s in systems}
+    if all(full_runs.values()):
+        medians = {s: (statistics.median(r.cpu_s for r in runs), statistics.median(r.own_cpu_s for r in runs))
+                   for s, runs in full_runs.items()}
+        print("full build CPU, user + system of the process and its commands, median (cores busy; the process's "
+              "own, without its commands): " + ", ".join(
+                  f"{s} {cpu:.1f}s ({cpu / seconds(s, 'full'):.2f}; own {own:.1f}s)"
+                  for s, (cpu, own) in medians.items()))
     m_noop, m_full, n_full = seconds("mlbuild", "noop"), seconds("mlbuild", "full"), seconds("ninja", "full")
     verdicts = []
     if m_noop is not None:
