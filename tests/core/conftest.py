@@ -24,6 +24,9 @@ from mlbuild.hashing import digest_file, is_digest
 from mlbuild.storage.action_cache import read_manifest
 
 MLBUILD_SCRIPT = shutil.which("mlbuild")
+# mlbuild in a child process of this interpreter, entered as the executable enters it (its own end of process
+# included), whether or not the console script is installed.
+MLBUILD_COMMAND = [sys.executable, "-c", "from mlbuild.cli.executable import run; run()"]
 
 # A workspace whose one config group has two values, neither needing a toolchain.
 ROOT_BUILD = """\
@@ -126,8 +129,7 @@ class Mlbuild:
         return _parse(done.returncode, done.stdout, done.stderr)
 
     def popen_argv(self, *args) -> list[str]:
-        command = [MLBUILD_SCRIPT] if MLBUILD_SCRIPT else [sys.executable, "-c",
-                                                            "from mlbuild.cli.executable import run; run()"]
+        command = [MLBUILD_SCRIPT] if MLBUILD_SCRIPT else MLBUILD_COMMAND
         return [*command, *self.argv(args)]
 
     # -- inspecting what a build left ---------------------------------------------------------

@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra mlbuild[ray] (pip install -e '.[ray]')")
+from core.conftest import MLBUILD_COMMAND  # noqa: E402
 from example.conftest import copy_example  # noqa: E402,F401  (a fresh copy of the example workspace)
 from ray.cluster_utils import Cluster  # noqa: E402
 
@@ -120,8 +120,7 @@ def mlbuild_process():
 
     def run(cwd: Path, cache: Path, *args, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-c", "from mlbuild.cli.executable import run; run()", "--cache-dir", str(cache),
-             *map(str, args)],
+            [*MLBUILD_COMMAND, "--cache-dir", str(cache), *map(str, args)],
             cwd=cwd, capture_output=True, text=True, timeout=timeout,
         )
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from core.conftest import ROOT_BUILD, check_cache_consistent, write_tree
+from core.conftest import MLBUILD_COMMAND, ROOT_BUILD, check_cache_consistent, write_tree
 
 from mlbuild.errors import EXIT_BUILD_FAILED, EXIT_INTERRUPTED
 
@@ -33,8 +32,7 @@ def _wait_for(condition, what: str, timeout_s: float = 120) -> None:
 
 def _start(root: Path, cache: Path, *args) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", "from mlbuild.cli.executable import run; run()", "--cache-dir", str(cache),
-         *map(str, args)],
+        [*MLBUILD_COMMAND, "--cache-dir", str(cache), *map(str, args)],
         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

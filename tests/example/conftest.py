@@ -2,10 +2,10 @@
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from core.conftest import MLBUILD_COMMAND
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def mlbuild():
 
     def run(root: Path, cache: Path, *args) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-c", "from mlbuild.cli.executable import run; run()", "--cache-dir", str(cache), *args],
+            [*MLBUILD_COMMAND, "--cache-dir", str(cache), *args],
             cwd=root, capture_output=True, text=True,
         )
         assert "Traceback" not in done.stderr, done.stderr

@@ -5,7 +5,8 @@ directory alone: the venv toolchain from its wheels, a download by checksum, the
 import hashlib
 import json
 import os
-import sys
+
+from core.conftest import MLBUILD_COMMAND
 
 from mlbuild.execution.isolation import network_namespace_prefix
 
@@ -34,7 +35,7 @@ def test_fetch_then_build_without_network_from_the_vendored_directory(copy_examp
     # The target machine: no network, nothing cached, no toolchain built, pip's settings gone.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["MLBUILD_TOOLCHAIN_DIR"] = str(tmp_path / "target-toolchains")
-    command = [*network_namespace_prefix("test"), sys.executable, "-c", "from mlbuild.cli.executable import run; run()",
+    command = [*network_namespace_prefix("test"), *MLBUILD_COMMAND,
                "--cache-dir", str(tmp_path / "target-cache"), "test", *targets, "--distdir", str(vendored)]
     import subprocess
 
