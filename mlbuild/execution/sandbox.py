@@ -220,8 +220,8 @@ class Sandbox:
                         symlinks.append((relative, target))
                     elif entry.is_dir():
                         directories.append(relative)
-                    elif entry.is_file():
-                        files.append((relative, str(entry), os.access(entry, os.X_OK), entry.stat().st_size))
+                    elif (st := _stat_or_none(entry)) is not None and stat.S_ISREG(st.st_mode):
+                        files.append((relative, str(entry), os.access(entry, os.X_OK), st.st_size))
                     else:
                         raise ActionError(f"{label}: output '{relative}' is not a file, directory or symlink")
                 subdirs[:] = [d for d in subdirs if not (Path(current) / d).is_symlink()]
