@@ -4,7 +4,9 @@ directories most sandboxes have, emptied."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import struct
 
 import pytest
 
@@ -30,21 +32,64 @@ def used_sandbox(disposal: Disposal, files: dict[str, bytes]):
 
 
 def test_a_used_file_becomes_the_next_file_a_sandbox_writes(disposal):
-    used = used_sandbox(disposal, {"d/log": b"old bytes"})
+    used = used_sandbox(disposal, {"d/log": b""})
     os.chmod(used / "d/log", 0o4755)
     inode = (used / "d/log").stat().st_ino
     disposal.discard(used)
     assert not used.exists()
     fresh = disposal.base / "fresh"
     disposal.make_directories(fresh)
-    disposal.place_file(fresh / "log")
+    assert disposal.place_file(fresh / "log", 0)
     st = (fresh / "log").stat()
     assert st.st_ino == inode and st.st_mode & 0o7777 == 0o666 & ~_umask()
-    with open(fresh / "log", "wb") as log:  # how a sandbox fills a placed file
+    with open(fresh / "log", "wb") as log:  # how a sandbox fills a placed log
         log.write(b"new")
     assert (fresh / "log").read_bytes() == b"new"
-    disposal.place_file(fresh / "another")  # no spare left: nothing placed, open() will make it
+    assert not disposal.place_file(fresh / "another", 0)  # no spare left: nothing placed, open() will make it
     assert not (fresh / "another").exists()
+
+
+def test_a_used_file_holding_data_is_placed_only_where_data_is_written(disposal, tmp_path):
+    """Cutting a file to nothing would free its block (a wait for the device where the
+    filesystem discards at once): a spare holding data never becomes an empty log; a staged
+    input overwrites it, cut to the input's size."""
+    used = used_sandbox(disposal, {"in.txt": b"a longer input of a former action\n"})
+    inode = (used / "in.txt").stat().st_ino
+    disposal.discard(used)
+    fresh = disposal.base / "fresh"
+    fresh.mkdir()
+    assert not disposal.place_file(fresh / "stdout", 0)
+    assert not (fresh / "stdout").exists()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/short.txt").write_bytes(b"short")
+    action = Action(label="//p:t", mnemonic="Command", implementation="command/1", argv=("true",),
+                    sources=(("p/short.txt", "src/short.txt"),))
+    sandbox = Sandbox(disposal.base, action, disposal)
+    sandbox.stage(tmp_path, {}, ContentStore(tmp_path / "cache"))
+    staged = sandbox.root / "p/short.txt"
+    assert staged.stat().st_ino == inode
+    assert staged.read_bytes() == b"short"
+    assert staged.stat().st_mode == (tmp_path / "src/short.txt").stat().st_mode
+
+
+def test_a_spare_keeps_its_block_when_it_is_filled_again(disposal, tmp_path):
+    """Where the filesystem maps files to blocks (FIEMAP: ext4, not tmpfs), the staged input
+    lies in the block the spare held, on disk: the block was never freed."""
+    used = used_sandbox(disposal, {"in.txt": b"x" * 100})
+    with open(used / "in.txt", "rb+") as written:
+        os.fsync(written.fileno())  # gives it its block on disk
+    block = _first_block(used / "in.txt")
+    if block is None:
+        pytest.skip("this filesystem does not report its files' blocks (FIEMAP)")
+    disposal.discard(used)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/in.txt").write_bytes(b"y" * 50)
+    action = Action(label="//p:t", mnemonic="Command", implementation="command/1", argv=("true",),
+                    sources=(("p/in.txt", "src/in.txt"),))
+    sandbox = Sandbox(disposal.base, action, disposal)
+    sandbox.stage(tmp_path, {}, ContentStore(tmp_path / "cache"))
+    assert _first_block(sandbox.root / "p/in.txt") == block  # truncated and rewritten, it would await allocation
+    assert (sandbox.root / "p/in.txt").read_bytes() == b"y" * 50
 
 
 def test_files_that_could_carry_their_action_along_are_deleted_not_kept(disposal):
@@ -53,11 +98,14 @@ def test_files_that_could_carry_their_action_along_are_deleted_not_kept(disposal
     os.setxattr(used / "xattr", "user.left_behind", b"1")
     os.symlink("linked", used / "symlink")
     os.mkfifo(used / "fifo")
+    holding_data = {(used / name).stat().st_ino for name in ("big", "xattr")}
     disposal.discard(used)
     assert not used.exists()
+    # Unlinking these would free their blocks in the build's thread: the trash's rm does it.
+    assert {path.stat().st_ino for path in disposal.base.glob("*-trash-*/*")} == holding_data
     fresh = disposal.base / "fresh"
     fresh.mkdir()
-    disposal.place_file(fresh / "log")
+    assert not disposal.place_file(fresh / "log", 1)
     assert not (fresh / "log").exists()
     assert (disposal.base / "elsewhere").read_bytes() == b"a"
 
@@ -69,8 +117,28 @@ def test_a_file_the_action_gave_to_another_user_is_not_kept(disposal):
     disposal.discard(used)
     fresh = disposal.base / "fresh"
     fresh.mkdir()
-    disposal.place_file(fresh / "log")
+    assert not disposal.place_file(fresh / "log", 1)
     assert not (fresh / "log").exists()
+
+
+def _first_block(path) -> tuple[int, int] | None:
+    """(physical address, flags) of the file's first extent (FS_IOC_FIEMAP), None where the
+    filesystem does not say."""
+    request = struct.pack("=QQIIII", 0, 1 << 62, 0, 0, 1, 0) + bytes(_FIEMAP_EXTENT_SIZE)
+    with open(path, "rb") as file:
+        try:
+            answer = fcntl.ioctl(file.fileno(), _FS_IOC_FIEMAP, request)
+        except OSError:
+            return None
+    if struct.unpack_from("=I", answer, 20)[0] == 0:  # fm_mapped_extents
+        return None
+    _logical, physical, _length = struct.unpack_from("=QQQ", answer, 32)
+    flags = struct.unpack_from("=I", answer, 32 + 40)[0]
+    return physical, flags
+
+
+_FS_IOC_FIEMAP = 0xC020660B
+_FIEMAP_EXTENT_SIZE = 56
 
 
 def _umask() -> int:
