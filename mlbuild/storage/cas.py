@@ -2,8 +2,9 @@
 
 Layout: `<root>/cas/<first two hex>/<digest>` (mode 0444), and `<digest>.x` (0555) for blobs
 that must be materialized executable: a hardlink shares its inode's mode, so the two modes
-need two files. A blob is published only by an atomic rename of a fully written and verified
-temp file, so a reader never sees a partial blob. Blobs are not fsynced one by one: the action
+need two files. A blob appears only whole: by an atomic rename of a fully written temp file,
+or, for a file handed over complete (a sandbox's output), as a hardlink of it, which is as
+atomic and needs no temp name. Blobs are not fsynced one by one: the action
 cache syncs the filesystem once before it records the entries naming a batch of them
 (action_cache.py), so no entry outlives its blobs in a power cut.
 """
@@ -61,10 +62,13 @@ class ContentStore:
         dest = self.blob_file(digest, executable)
         if os.path.exists(dest):
             return digest
+        mode = 0o555 if executable else 0o444
+        if take and _linked(src, dest, mode):
+            return digest
         tmp = temp_name_beside(dest)
         try:
-            in_directory_made(lambda: _link_or_copy(src, tmp, take), tmp)
-            os.chmod(tmp, 0o555 if executable else 0o444)
+            in_directory_made(lambda: shutil.copyfile(src, tmp), tmp)
+            os.chmod(tmp, mode)
             os.replace(tmp, dest)
         except BaseException:
             unlink_quietly(tmp)
@@ -146,14 +150,16 @@ class ContentStore:
                 yield Path(entry.path), entry.name.removesuffix(".x"), st.st_size, st.st_mtime
 
 
-def _link_or_copy(src: Path | str, dest: str, link: bool) -> None:
-    """Make `dest` hold src's bytes: a hardlink when allowed and possible, else a copy."""
-    if link:
-        try:
-            os.link(src, dest)
-            return
-        except FileNotFoundError:
-            raise  # dest's directory is missing (or src is gone): the caller decides
-        except OSError:
-            pass  # another filesystem, a link limit: copy
-    shutil.copyfile(src, dest)
+def _linked(src: Path | str, blob: str, mode: int) -> bool:
+    """Publish complete file `src` as `blob` by a hardlink, src turning `mode` (they share the
+    inode); False where no link can be made (another filesystem, a link limit): then copy."""
+    os.chmod(src, mode)
+    try:
+        in_directory_made(lambda: os.link(src, blob), blob)
+    except FileExistsError:
+        pass  # the same bytes, published meanwhile by another build
+    except FileNotFoundError:
+        raise  # src is gone
+    except OSError:
+        return False
+    return True

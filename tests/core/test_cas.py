@@ -293,6 +293,39 @@ def test_atomic_write_interrupted_keeps_the_old_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
+def test_a_taken_file_becomes_its_blob_by_a_hardlink(cache, tmp_path):
+    src = tmp_path / "out.txt"
+    src.write_bytes(b"an output")
+    blob = cache.cas.blob_path(cache.cas.put_file(src, executable=True, take=True), executable=True)
+    assert blob.stat().st_ino == src.stat().st_ino
+    assert stat.S_IMODE(blob.stat().st_mode) == 0o555
+
+
+def test_a_taken_file_is_copied_where_it_cannot_be_linked(cache, tmp_path, monkeypatch):
+    src = tmp_path / "out.txt"
+    src.write_bytes(b"an output on another filesystem")
+
+    def cross_device(source, dest):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    blob = cache.cas.blob_path(cache.cas.put_file(src, take=True))
+    assert blob.read_bytes() == b"an output on another filesystem"
+    assert blob.stat().st_ino != src.stat().st_ino and stat.S_IMODE(blob.stat().st_mode) == 0o444
+
+
+def test_a_blob_published_meanwhile_by_another_build_is_kept(cache, tmp_path, monkeypatch):
+    """Between the check for the blob and the link, another build published the same bytes."""
+    (tmp_path / "theirs").write_bytes(b"same bytes")
+    digest = cache.cas.put_file(tmp_path / "theirs")
+    theirs = cache.cas.blob_path(digest).stat().st_ino
+    mine = tmp_path / "mine"
+    mine.write_bytes(b"same bytes")
+    monkeypatch.setattr(os.path, "exists", lambda path: False)  # the check ran before they published
+    assert cache.cas.put_file(mine, take=True) == digest
+    assert cache.cas.blob_path(digest).stat().st_ino == theirs
+
+
 def test_cache_operations_leave_no_temp_files(cache, tmp_path):
     for i in range(5):
         _entry(cache, digest_bytes(bytes([i])), {"a": os.urandom(100), "b": b"same"}, executable=bool(i % 2))
