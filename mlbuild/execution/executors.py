@@ -4,9 +4,11 @@ An executor is a function `(ExecutorContext, Sandbox, logs_dir) -> Execution`, c
 `Action.executor`. `subprocess` runs argv; other kinds run in-process (downloads, in
 mlbuild/downloads/) or judge what a process wrote (benchmarks, in the bench rule), and all
 obey one contract: read only staged inputs, write only declared outputs under the sandbox,
-stdout/stderr into `logs_dir`. An executor sees the build only through its small frozen
-`ExecutorContext`, never the builder. It raises ActionError when the action failed; a test
-or benchmark that ran but did not pass returns an Execution with `failure` set instead.
+stdout/stderr into `logs_dir`, where an earlier action may have left them empty (lent log
+directories: execution/runners.py), so both are rewritten or emptied (`Sandbox.new_file`).
+An executor sees the build only through its small frozen `ExecutorContext`, never the
+builder. It raises ActionError when the action failed; a test or benchmark that ran but did
+not pass returns an Execution with `failure` set instead.
 """
 
 from __future__ import annotations

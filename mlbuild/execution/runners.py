@@ -55,6 +55,7 @@ the `ExecutorContext` the SandboxRunner holds.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
@@ -68,6 +69,8 @@ from .executors import Executor, ExecutorContext
 from .isolation import run_confined
 from .outcome import Outcome, Status
 from .sandbox import Disposal, Sandbox, sweep_stale
+
+_LOGS = ("stdout", "stderr")  # what an executor writes into its logs directory
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,8 @@ class SandboxRunner:
         self.fetch = fetch
         sweep_stale(sandbox_base)
         self._disposal = Disposal(sandbox_base)  # used sandboxes' inodes make the next ones
+        self._idle_logs: list[Path] = []  # log directories of finished actions, lent to the next ones
+        self._logs_lock = threading.Lock()
         self._empty_log: str | None = None  # the empty blob's digest, once stored this build (gc waits for builds)
 
     def run(self, request: ActionRequest) -> Outcome:
@@ -205,14 +210,38 @@ class SandboxRunner:
                                        self.context.cas)
             else:
                 sandbox.stage(self.workspace_root, request.dep_results, self.context.cas)
-            logs = Path(f"{sandbox.root}.logs")
-            self._disposal.make_directories(logs)
+            logs = self._lend_logs(sandbox)
             try:
                 return Outcome(Status.EXECUTED, self._execute(sandbox, logs, request.is_test))
             finally:
-                self._disposal.discard(logs)
+                self._give_back_logs(logs)
         finally:
             self._disposal.discard_sandbox(sandbox.root)
+
+    def _lend_logs(self, sandbox: Sandbox) -> Path:
+        """A directory for the action's logs, beside its sandbox: one that an earlier action
+        used, holding at most its empty logs (which the executor's new_file takes as they are:
+        no rename in and out of the spares for each), or a new one."""
+        with self._logs_lock:
+            if self._idle_logs:
+                return self._idle_logs.pop()
+        logs = Path(f"{sandbox.root}.logs")
+        self._disposal.make_directories(logs)
+        return logs
+
+    def _give_back_logs(self, logs: Path) -> None:
+        """Keep `logs` for the next action with the empty logs that can serve it as they are;
+        the others (taken into the CAS, or holding what a failed action wrote) are discarded."""
+        for name in _LOGS:
+            path = f"{logs}/{name}"
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if st.st_size or not self._disposal.reusable(path, st):
+                self._disposal.discard_file(path, st)
+        with self._logs_lock:
+            self._idle_logs.append(logs)
 
     def _execute(self, sandbox: Sandbox, logs: Path, is_test: bool) -> ActionResult:
         action = sandbox.action
@@ -247,8 +276,7 @@ class SandboxRunner:
 
     def _store_log(self, path: str) -> str | None:
         """The digest of a log the executor wrote, once in the CAS; most are empty, and an empty
-        one is neither read nor stored again this build. The file is left for the sandbox's
-        disposal to recycle."""
+        one is neither read nor stored again this build. The file is left for _give_back_logs."""
         try:
             size = os.stat(path).st_size
         except FileNotFoundError:
@@ -282,6 +310,10 @@ class SandboxRunner:
         self.context.processes.cancel_all()
 
     def finish(self) -> None:
+        with self._logs_lock:
+            idle, self._idle_logs = self._idle_logs, []
+        for logs in idle:
+            self._disposal.discard(logs)
         self._disposal.finish()
         self._empty_log = None  # a `cache gc` between builds may remove the blob
 

@@ -105,10 +105,16 @@ class Sandbox:
             self._directories.add(directory)
 
     def new_file(self, path: Path) -> BinaryIO:
-        """`path` (missing, in an existing directory) opened empty for writing: a log, which
-        only a child process writes, so unbuffered (no buffer, no ioctl or lseek to set one up)."""
-        self.inodes.place_file(path, 0)
-        return open(path, "wb", buffering=0)
+        """`path` (in an existing directory) opened empty for writing: a log, which only a child
+        process writes, so unbuffered (no buffer, no ioctl or lseek to set one up). The empty
+        log an earlier action left there (SandboxRunner lends log directories) is used as it
+        is; where there is none, a spare file."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.inodes.place_file(path, 0)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        return open(fd, "wb", buffering=0)
 
     def substitute(self, text: str) -> str:
         for name, root in self.action.toolchain_roots:
@@ -394,8 +400,7 @@ class Disposal:
             for entry in entries:
                 held += 1
                 if not entry.is_dir(follow_symlinks=False):
-                    if not self._keep_file(entry):
-                        self._delete_file(entry)
+                    self.discard_file(entry.path, entry.stat(follow_symlinks=False))
                 elif entry.name not in skeleton:
                     self._recycle(entry.path)
                 elif self._recycle_entries(entry.path)[0] <= _SPARE_MAX_ENTRIES and self._reset_directory(entry.path):
@@ -415,24 +420,27 @@ class Disposal:
             os.chmod(path, mode)
         return True
 
-    def _keep_file(self, entry: os.DirEntry) -> bool:
-        """Keep a plain file as a spare if nothing of the action can come with it."""
-        st = entry.stat(follow_symlinks=False)
+    def discard_file(self, path: str, st: os.stat_result) -> None:
+        """Keep used file `path` (`st`: its lstat) as a spare, or else delete it: unlinked, or
+        sent to the trash if unlinking it would free data blocks."""
+        if self.reusable(path, st) and self._keep(self._spare_files_with_data if st.st_blocks else self._spare_files,
+                                                  path):
+            return
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_blocks:
+            self._throw_away(path)
+        else:
+            os.unlink(path)
+
+    def reusable(self, path: str, st: os.stat_result) -> bool:
+        """Whether used file `path` (`st`: its lstat) can serve again as a new file would: a plain
+        file, small, with no other link, and nothing of the action attached; its mode is reset."""
         if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_blocks * 512 <= _SPARE_FILE_MAX_ALLOCATED
-                and _nothing_attached(entry.path, st)):
+                and _nothing_attached(path, st)):
             return False
         mode = _mode_reset(st, _FILE_MODE)
         if mode is not None:
-            os.chmod(entry.path, mode)  # as open(O_CREAT) makes it, whatever mode the action gave it
-        return self._keep(self._spare_files_with_data if st.st_blocks else self._spare_files, entry.path)
-
-    def _delete_file(self, entry: os.DirEntry) -> None:
-        """Unlink a file that is not kept, or send it to the trash if that would free data blocks."""
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_blocks:
-            self._throw_away(entry.path)
-        else:
-            os.unlink(entry.path)
+            os.chmod(path, mode)  # as open(O_CREAT) makes it, whatever mode the action gave it
+        return True
 
     def _keep(self, spares: list[str], path: str, skeleton: frozenset[str] | None = None) -> bool:
         """Move `path` into `spares` (a root with the `skeleton` it holds), unless they are full."""
