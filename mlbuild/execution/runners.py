@@ -231,15 +231,20 @@ class SandboxRunner:
 
     def _give_back_logs(self, logs: Path) -> None:
         """Keep `logs` for the next action with the empty logs that can serve it as they are;
-        the others (taken into the CAS, or holding what a failed action wrote) are discarded."""
-        for name in _LOGS:
-            path = f"{logs}/{name}"
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            if st.st_size or not self._disposal.reusable(path, st):
-                self._disposal.discard_file(path, st)
+        the others (taken into the CAS, or holding what a failed action wrote) are discarded,
+        and so is the directory where that fails (something other than a file is in its way)."""
+        try:
+            for name in _LOGS:
+                path = f"{logs}/{name}"
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue
+                if st.st_size or not self._disposal.reusable(path, st):
+                    self._disposal.discard_file(path, st)
+        except OSError:
+            self._disposal.discard(logs)
+            return
         with self._logs_lock:
             self._idle_logs.append(logs)
 

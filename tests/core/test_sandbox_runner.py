@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from mlbuild.actions import Action
 from mlbuild.execution.executors import BUILTIN_EXECUTORS, ExecutorContext
 from mlbuild.execution.processes import ProcessRunner
@@ -50,6 +52,14 @@ def test_an_action_gets_its_own_logs_in_a_log_directory_an_earlier_one_used(tmp_
     assert cache.cas.verify(first.stdout_digest) and cache.cas.verify(failed.stderr_digest)  # the logs taken are intact
     runner.finish()
     assert _log_directories(cache) == []
+
+
+def test_a_log_directory_an_action_tampered_with_is_not_lent_again(tmp_path):
+    runner, cache = _runner(tmp_path)
+    with pytest.raises(IsADirectoryError):  # as before log directories were lent: no log to store
+        runner.run(_shell('rm "$PWD.logs/stdout" && mkdir "$PWD.logs/stdout"'))
+    assert _log_directories(cache) == []
+    assert runner.run(_shell("echo fine")).result.stdout_digest == digest_bytes(b"fine\n")
 
 
 def test_the_empty_log_is_stored_again_in_the_next_build(tmp_path):
