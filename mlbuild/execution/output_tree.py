@@ -36,8 +36,12 @@ class OutputTree:
 
     def materialize(self, label, result: ActionResult) -> str:
         """Replace `label`'s directory by `result`'s outputs; returns the directory."""
-        directory = self.remove(label)
-        make_directory(directory, f"the output directory of {label}")
+        directory = self.directory(label)
+        try:
+            os.mkdir(directory)  # the common case, one syscall: nothing there yet, the parent is
+        except OSError:
+            self.remove(label)
+            make_directory(directory, f"the output directory of {label}")
         lay_out(directory, result, self.cas)
         return directory
 

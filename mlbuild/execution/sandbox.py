@@ -366,8 +366,11 @@ class Disposal:
         self._dispose(root, self._recycle_root)
 
     def _dispose(self, path: Path | str, recycle: Callable[[str], None]) -> None:
+        """`recycle(path)`, which leaves nothing at `path` when it returns; where it fails, the
+        trash takes what is left."""
         try:
             recycle(os.fspath(path))
+            return
         except (OSError, RecursionError):
             pass
         if os.path.lexists(path):
