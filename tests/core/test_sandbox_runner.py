@@ -56,7 +56,7 @@ def test_an_action_gets_its_own_logs_in_a_log_directory_an_earlier_one_used(tmp_
 
 def test_a_log_directory_an_action_tampered_with_is_not_lent_again(tmp_path):
     runner, cache = _runner(tmp_path)
-    with pytest.raises(IsADirectoryError):  # as before log directories were lent: no log to store
+    with pytest.raises(IsADirectoryError):  # a directory in place of a log fails the action, as it always did
         runner.run(_shell('rm "$PWD.logs/stdout" && mkdir "$PWD.logs/stdout"'))
     assert _log_directories(cache) == []
     assert runner.run(_shell("echo fine")).result.stdout_digest == digest_bytes(b"fine\n")
