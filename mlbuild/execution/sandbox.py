@@ -415,13 +415,7 @@ class Disposal:
     def _reset_directory(self, path: str) -> bool:
         """Whether emptied directory `path` can serve another sandbox: nothing of the action
         comes with it, and it has the mode mkdir gives (set again if the action changed it)."""
-        st = os.lstat(path)
-        if not _nothing_attached(path, st):
-            return False
-        mode = _mode_reset(st, _DIRECTORY_MODE)
-        if mode is not None:
-            os.chmod(path, mode)
-        return True
+        return _reset(path, os.lstat(path), _DIRECTORY_MODE)
 
     def discard_file(self, path: str, st: os.stat_result) -> None:
         """Keep used file `path` (`st`: its lstat) as a spare, or else delete it: unlinked, or
@@ -437,13 +431,8 @@ class Disposal:
     def reusable(self, path: str, st: os.stat_result) -> bool:
         """Whether used file `path` (`st`: its lstat) can serve again as a new file would: a plain
         file, small, with no other link, and nothing of the action attached; its mode is reset."""
-        if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_blocks * 512 <= _SPARE_FILE_MAX_ALLOCATED
-                and _nothing_attached(path, st)):
-            return False
-        mode = _mode_reset(st, _FILE_MODE)
-        if mode is not None:
-            os.chmod(path, mode)  # as open(O_CREAT) makes it, whatever mode the action gave it
-        return True
+        return (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_blocks * 512 <= _SPARE_FILE_MAX_ALLOCATED
+                and _reset(path, st, _FILE_MODE))
 
     def _keep(self, spares: list[str], path: str, skeleton: frozenset[str] | None = None) -> bool:
         """Move `path` into `spares` (a root with the `skeleton` it holds), unless they are full."""
@@ -516,9 +505,14 @@ def _nothing_attached(path: str, st: os.stat_result) -> bool:
     return (st.st_uid, st.st_gid) == _OWNER and not os.listxattr(path, follow_symlinks=False)
 
 
-def _mode_reset(st: os.stat_result, mode: int) -> int | None:
-    """The chmod that gives a kept inode back `mode` (what mkdir or open(O_CREAT) gives), if needed."""
-    return None if stat.S_IMODE(st.st_mode) == mode else mode
+def _reset(path: str, st: os.stat_result, mode: int) -> bool:
+    """Whether used `path` (`st`: its lstat) carries nothing of the action, given back `mode`
+    (what mkdir or open(O_CREAT) makes), whatever mode the action gave it."""
+    if not _nothing_attached(path, st):
+        return False
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+    return True
 
 
 def _mkdir(path: str) -> None:
