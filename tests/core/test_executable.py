@@ -35,3 +35,24 @@ def test_exit_handlers_run_and_the_teardown_is_skipped():
     done = subprocess.run([sys.executable, "-c", _COMMAND], capture_output=True, text=True, timeout=60, env=buffered)
     assert done.returncode == 3, done.stderr
     assert done.stdout.splitlines() == ["exit handler ran"]
+
+
+# The real main() around a stand-in command whose exit handler reports the cyclic collector.
+_COLLECTOR_AT_EXIT = """
+import atexit, gc
+import mlbuild.cli.main as command
+
+def run_command(argv):
+    atexit.register(lambda: print("collector enabled" if gc.isenabled() else "collector disabled"))
+
+command._run = run_command
+from mlbuild.cli.executable import run
+run()
+"""
+
+
+def test_the_collector_stays_off_after_the_command():
+    """Re-enabled before exit, the collector's first pass would scan the whole heap the command left."""
+    done = subprocess.run([sys.executable, "-c", _COLLECTOR_AT_EXIT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["collector disabled"]
