@@ -183,6 +183,7 @@ class RuleContext:
         self.outputs: list[str] = []
         self.missing_data: str | None = None
         self._sources: dict[str, list] = {}
+        self._resources: Resources | None = None
         self._toolchain_roots = tuple(sorted((n, t.root) for n, t in toolchains.items() if t.root))
 
     # -- dependencies ------------------------------------------------------------------
@@ -296,6 +297,12 @@ class RuleContext:
 
     # -- environment -------------------------------------------------------------------
     def resources(self) -> Resources:
+        """Computed once: the env's thread count and the action both read it."""
+        if self._resources is None:
+            self._resources = self._declared_resources()
+        return self._resources
+
+    def _declared_resources(self) -> Resources:
         raw = {k: v for k, v in (self.attrs.get("resources") or {}).items() if v is not None}
         for key, value in raw.items():
             if isinstance(value, str):  # a {{config:GROUP}} placeholder, checked once expanded
@@ -360,7 +367,6 @@ class RuleContext:
         return self._PLACEHOLDER.sub(lambda m: self._placeholder(m.group(1), (m.group(2) or "").strip(), attr), text)
 
     def _placeholder(self, kind: str, arg: str, attr: str) -> str:
-        where = self.where(attr)
         if kind == "sandbox":
             return SANDBOX_PLACEHOLDER
         if kind == "outdir":
@@ -372,12 +378,13 @@ class RuleContext:
                 if len(self.outputs) != 1:
                     raise BuildFileError(
                         f"{{{{out}}}} needs exactly one declared output, {self.label} has {len(self.outputs)}",
-                        where, "use {{out:NAME}}",
+                        self.where(attr), "use {{out:NAME}}",
                     )
                 return self.outputs[0]
             path = f"{self.outdir}/{arg}"
             if path not in self.outputs:
-                raise BuildFileError(f"{{{{out:{arg}}}}}: '{arg}' is not a declared output of {self.label}", where)
+                raise BuildFileError(f"{{{{out:{arg}}}}}: '{arg}' is not a declared output of {self.label}",
+                                     self.where(attr))
             return path
         if kind in ("src", "srcs"):
             sources = [s for s, _ in self.sources()]
@@ -386,7 +393,7 @@ class RuleContext:
             package_dir, relative = self.source_location(arg, attr)
             wanted = self.workspace.relative(os.path.join(package_dir, relative)).replace(os.sep, "/")
             if wanted not in sources:
-                raise BuildFileError(f"{{{{src:{arg}}}}}: '{arg}' is not in srcs of {self.label}", where)
+                raise BuildFileError(f"{{{{src:{arg}}}}}: '{arg}' is not in srcs of {self.label}", self.where(attr))
             return wanted
         if kind == "dep":
             text, _, inner = arg.partition(" ")
@@ -400,22 +407,24 @@ class RuleContext:
             return f"{base}/{items[0]}" if len(items) == 1 else base
         if kind == "config":
             if arg not in self.groups_read:  # the analyzer found every {{config:}} of the attributes
-                raise BuildFileError(f"{{{{config:{arg}}}}} is not an attribute's placeholder", where)
+                raise BuildFileError(f"{{{{config:{arg}}}}} is not an attribute's placeholder", self.where(attr))
             return str(self.configuration[arg])
         if kind == "toolchain":
             name, _, tool = arg.partition(".")
             toolchain = self.toolchains.get(name)
             if toolchain is None:
                 raise BuildFileError(
-                    f"{{{{toolchain:{arg}}}}}: toolchain '{name}' is not in toolchains of {self.label}", where
+                    f"{{{{toolchain:{arg}}}}}: toolchain '{name}' is not in toolchains of {self.label}",
+                    self.where(attr),
                 )
             paths = toolchain.paths
             if tool:
                 if tool not in paths:
-                    raise BuildFileError(f"toolchain '{name}' provides {', '.join(paths)}, not '{tool}'", where)
+                    raise BuildFileError(f"toolchain '{name}' provides {', '.join(paths)}, not '{tool}'",
+                                         self.where(attr))
                 return paths[tool]
             return next(iter(paths.values()))
-        raise BuildFileError(f"unknown placeholder '{{{{{kind}}}}}'", where,
+        raise BuildFileError(f"unknown placeholder '{{{{{kind}}}}}'", self.where(attr),
                              "placeholders: out, outdir, src, srcs, dep, config, toolchain, data_dir, sandbox")
 
 
