@@ -2,8 +2,9 @@
 
 After a fully successful `mlbuild build`, a manifest records everything the result depended
 on, as stats: the BUILD and toolchain files read, every directory of the packages read (a new
-file could match a glob), every source and data file, the venv toolchains' fingerprint files
-and base interpreters, mlbuild's own code, and every output in the output tree. The next
+file could match a glob), every directory searched for packages (a new one could match a
+pattern), every source and data file, the venv toolchains' fingerprint files and base
+interpreters, mlbuild's own code, and every output in the output tree. The next
 identical request (same patterns, configuration tokens, cache and toolchain dirs) stats them
 all; if nothing moved, nothing can have a different key and every output is intact, so the
 answer is "up to date" without parsing or analyzing anything. Any difference, or a toolchain
@@ -59,7 +60,7 @@ def record(root: Path, request: list, workspace, graph: dict, toolchain_files: l
     if toolchain_files is None:
         path.unlink(missing_ok=True)
         return
-    files = set(workspace.loaded_files) | set(toolchain_files) | set(outputs)
+    files = workspace.loaded_files | workspace.listed_directories | set(toolchain_files) | set(outputs)
     for package in {label.package for label in graph}:
         for directory, subdirs, _ in os.walk(workspace.package_dir(package)):
             files.add(directory)

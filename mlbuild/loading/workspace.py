@@ -61,6 +61,9 @@ class Workspace:
         self._parse_cache = self._load_parse_cache()
         self._parse_cache_dirty = False
         self.loaded_files: set[str] = set()  # every file this session read (the no-op fast path)
+        # Every directory whose entries decided which packages exist (a package added there
+        # changes its mtime): with loaded_files, what the no-op fast path must stat.
+        self.listed_directories: set[str] = set()
         self._packages: dict[str, dict[str, TargetDecl]] = {}
         self._subdirectory_names: dict[str, frozenset] = {}
         root_doc = ROOT.check(self._load(self.root / ROOT_FILE), None, "")
@@ -144,6 +147,7 @@ class Workspace:
         base = self.root / PACKAGES_DIR
         found = []
         for directory, subdirs, files in os.walk(base / under):
+            self.listed_directories.add(directory)
             subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
             if ROOT_FILE in files:
                 found.append(os.path.relpath(directory, base).replace(os.sep, "/"))
@@ -162,6 +166,7 @@ class Workspace:
         parts = label.package.split("/")
         for i in range(1, len(parts)):
             outer_package, outer_name = "/".join(parts[:i]), parts[i]
+            self.listed_directories.add(str(self.package_dir(outer_package)))
             if (self.package_dir(outer_package) / ROOT_FILE).is_file() and outer_name in self.package(outer_package):
                 return Label(outer_package, outer_name)
         return None

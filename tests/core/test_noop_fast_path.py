@@ -56,6 +56,14 @@ def test_a_new_file_matching_a_glob_is_seen(mlb):
     assert mlb.out("cpu", "//a:up", "up.txt").read_text() == "HELLO\nMORE\n"
 
 
+def test_a_new_package_matching_the_pattern_is_built(workspace):
+    mlb = workspace({"BUILD.yaml": ROOT, "targets/a/BUILD.yaml": PKG, "targets/a/in.txt": "hello\n"})
+    mlb.ok("build", "//...")
+    mlb.write({"targets/b/BUILD.yaml": "late: {rule: command, outs: [o.txt], cmd: 'echo late > {{out}}'}\n"})
+    assert mlb.ok("build", "//...").built == {"//b:late"}
+    assert mlb.out("cpu", "//b:late", "o.txt").read_text() == "late\n"
+
+
 def test_a_changed_build_file_is_reanalyzed(mlb):
     mlb.write({"targets/a/BUILD.yaml": PKG.replace("tr a-z A-Z", "tr a-z A-Z | rev")})
     assert mlb.ok("build", "//a/...").built == {"//a:up"}
