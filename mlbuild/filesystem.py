@@ -67,11 +67,13 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def dataset_files(directory: str) -> list[tuple[str, str]]:
-    """(path relative to `directory`, absolute path) of every regular file below it, sorted;
-    entries that are not regular files are skipped with one warning naming a few."""
-    found, skipped = [], []
+def dataset_files(directory: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(path relative to `directory`, absolute path) of every regular file below it, sorted,
+    and every directory listed (a file added to any of them changes the dataset); entries
+    that are not regular files are skipped with one warning naming a few."""
+    found, skipped, listed = [], [], []
     for current, subdirs, names in os.walk(directory):
+        listed.append(current)
         subdirs.sort()
         for name in sorted(names):
             path = os.path.join(current, name)
@@ -84,7 +86,7 @@ def dataset_files(directory: str) -> list[tuple[str, str]]:
         shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
         print(f"warning: {directory}: skipped {len(skipped)} entries that are not regular files: {shown}",
               file=sys.stderr)
-    return found
+    return found, listed
 
 
 def make_directory(path, what: str) -> None:

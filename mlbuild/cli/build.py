@@ -28,8 +28,7 @@ from .session import Session, config_tokens
 
 def _start(ctx, targets, kwargs):
     session = Session(ctx.obj, kwargs["configs"], kwargs.get("distdirs") or (), kwargs.get("sweeps") or ())
-    requests, graph = session.analyze(list(targets))
-    return session, requests, graph
+    return session, session.analyze(list(targets))
 
 
 def sweep_option(f):
@@ -124,15 +123,14 @@ def build(ctx, targets, **kwargs):
         click.echo(summary_text(targets=targets_count, executed=0, up_to_date=targets_count, hits=0, remote=0,
                                 failed=0, skipped=0, wall_s=time.monotonic() - start), err=True)
         return
-    session, requests, graph = _start(ctx, targets, kwargs)
-    graph = _without_tests(graph)
-    builder, summary = _run_build(session, graph, kwargs, toplevel={request.node for request in requests})
+    session, analyzed = _start(ctx, targets, kwargs)
+    graph = _without_tests(analyzed.graph)
+    builder, summary = _run_build(session, graph, kwargs, toplevel={request.node for request in analyzed.requests})
     if not summary.ok:
         sys.exit(EXIT_BUILD_FAILED)
     outputs = [stat[0] for label, target in graph.items() if target.action is not None
                for stat in builder.state.get(str(label)).stats]
-    noop.record(root, request, session.workspace, graph, session.toolchains.evidence(), outputs,
-                builder.output_root.relative_to(root))
+    noop.record(root, request, analyzed, graph, outputs, builder.output_root.relative_to(root))
 
 
 @cli.command()
@@ -141,8 +139,9 @@ def build(ctx, targets, **kwargs):
 @click.pass_context
 def run(ctx, target, **kwargs):
     """Build TARGET, then run it in the foreground with its output streamed."""
-    session, requests, graph = _start(ctx, [target], kwargs)
-    node = requests[0].node
+    session, analyzed = _start(ctx, [target], kwargs)
+    graph = analyzed.graph
+    node = analyzed.requests[0].node
     configured = graph[node]
     action = configured.run_action
     if action is None:
@@ -168,8 +167,9 @@ def run(ctx, target, **kwargs):
 @click.pass_context
 def test(ctx, targets, no_cache_test_results, results_json, junit_xml, report, **kwargs):
     """Build and run the test and benchmark targets among TARGETS."""
-    session, requests, graph = _start(ctx, targets, kwargs)
-    requests = [request for request in requests if graph[request.node].is_test]
+    session, analyzed = _start(ctx, targets, kwargs)
+    graph = analyzed.graph
+    requests = [request for request in analyzed.requests if graph[request.node].is_test]
     if not requests:
         raise NothingToDoError(f"no test or bench targets in {' '.join(targets)}")
     tests = {request.node for request in requests}

@@ -37,8 +37,9 @@ def explain(ctx, target, configs, against):
     if against:
         _explain_configurations(session, target, config_tokens(configs), config_tokens(against))
         return
-    requests, graph = session.analyze([target])
-    label = requests[0].node
+    analyzed = session.analyze([target])
+    graph = analyzed.graph
+    label = analyzed.requests[0].node
     if graph[label].action is None:
         raise NothingToDoError(f"{label} declares no action")
     action = graph[label].action

@@ -25,7 +25,8 @@ def fetch(ctx, targets, into, **kwargs):
     """Collect what TARGETS need from outside into DIR: downloads by checksum, the wheels of
     their venv toolchains, their container images. Carry DIR to an air-gapped machine and
     build there with --distdir DIR."""
-    session, requests, graph = _start(ctx, targets, kwargs)
+    session, analyzed = _start(ctx, targets, kwargs)
+    graph = analyzed.graph
     into = Path(into).expanduser().resolve()
     into.mkdir(parents=True, exist_ok=True)
     downloads = download_targets(graph)
@@ -35,7 +36,7 @@ def fetch(ctx, targets, into, **kwargs):
             sys.exit(EXIT_BUILD_FAILED)
     names = copy_downloads(downloads, session.cache, into)
     vendor_toolchains(graph, session.toolchains, into)
-    counts = write_manifest(into, [str(request.label) for request in requests], names)
+    counts = write_manifest(into, [str(request.label) for request in analyzed.requests], names)
     click.echo(f"vendored into {into}: {counts['downloads']} downloads, {counts['wheels']} wheels, "
                f"{counts['images']} container images (MANIFEST.json lists them)")
     click.echo(f"on the air-gapped machine: mlbuild build {' '.join(targets)} --distdir {into}")

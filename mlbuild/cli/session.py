@@ -5,10 +5,13 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..analysis import cache as analysis_cache
 from ..analysis.analyzer import Analyzer
+from ..analysis.cache import Analyzed
 from ..errors import NothingToDoError
 from ..execution.builder import BuildOptions, Builder
 from ..execution.executors import BUILTIN_EXECUTORS
@@ -71,9 +74,16 @@ class Session:
     def configuration(self):
         return self.configurations[0]
 
-    def analyze(self, patterns: list[str]) -> tuple[list[Request], dict]:
+    def analyze(self, patterns: list[str]) -> Analyzed:
         """Expand patterns and analyze them, with their dependencies, in every configuration:
-        (one request per target and configuration, the graph holding them all)."""
+        one request per target and configuration, and the graph holding them all. An
+        unchanged request's analysis comes from the analysis cache."""
+        identity = [list(patterns), self._config_tokens, self._sweeps, [str(d) for d in self.distdirs],
+                    str(self.cache.root)]
+        analyzed = analysis_cache.load(self.workspace.root, identity)
+        if analyzed is not None:
+            return analyzed
+        started_ns = time.time_ns()
         labels = self.workspace.expand(patterns)
         if not labels:
             raise NothingToDoError(f"no targets match {' '.join(patterns)}",
@@ -82,7 +92,11 @@ class Session:
         requests = [Request(label, configuration, node) for configuration in self.configurations
                     for label, node in zip(labels, analyzer.nodes(labels, configuration))]
         self.workspace.save_caches()
-        return requests, analyzer.targets
+        evidence = self.toolchains.evidence()
+        inputs = analysis_cache.inputs_of(self.workspace, analyzer.targets, evidence)
+        analyzed = Analyzed(requests, analyzer.targets, inputs, None if evidence is None else tuple(evidence))
+        analysis_cache.save(self.workspace.root, identity, analyzed, started_ns)
+        return analyzed
 
     def builder(self, build_options: BuildOptions, progress, remote=None, observers=(), cluster=None) -> Builder:
         """`cluster`: a connected RayCluster that runs the actions not kept on this machine."""

@@ -61,8 +61,9 @@ class Workspace:
         self._parse_cache = self._load_parse_cache()
         self._parse_cache_dirty = False
         self.loaded_files: set[str] = set()  # every file this session read (the no-op fast path)
-        # Every directory whose entries decided which packages exist (a package added there
-        # changes its mtime): with loaded_files, what the no-op fast path must stat.
+        # Every directory whose entries analysis read beyond a package's own: the search for
+        # packages, a dataset's tree (an entry added changes its mtime). With loaded_files, what
+        # the analysis cache and the no-op fast path stat.
         self.listed_directories: set[str] = set()
         self._packages: dict[str, dict[str, TargetDecl]] = {}
         self._subdirectory_names: dict[str, frozenset] = {}

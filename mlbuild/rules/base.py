@@ -276,6 +276,8 @@ class RuleContext:
         if raw is None:
             return []
         directory = self.expand(str(raw), "data_dir")
+        if directory and os.path.isabs(directory):
+            self.workspace.listed_directories.add(directory)  # one made later holds a dataset
         if not directory or not os.path.isabs(directory) or not os.path.isdir(directory):
             groups = re.findall(r"config:\s*([\w-]+)", str(raw))
             what = "is empty" if not directory else f"'{directory}' is not an existing absolute directory"
@@ -288,7 +290,9 @@ class RuleContext:
                 f"data_dir '{directory}' of {self.label} reaches the special file system {special}",
                 self.where("data_dir"), "point data_dir at the directory holding the dataset's files",
             )
-        return [(f"data/{relative}", path) for relative, path in dataset_files(directory)]
+        files, listed = dataset_files(directory)
+        self.workspace.listed_directories.update(listed)
+        return [(f"data/{relative}", path) for relative, path in files]
 
     def declare_outputs(self, names: list[str], attr: str) -> list[str]:
         for name in names:

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from mlbuild.execution.state import BuildState
@@ -151,6 +152,22 @@ class Mlbuild:
         entry = self.state(config).get(label)
         assert entry is not None, f"{label} has no state under {config}"
         return entry.key
+
+
+@pytest.fixture
+def analyses(monkeypatch):
+    """The labels of each analysis the analyzer ran (a spy on Analyzer.nodes)."""
+    from mlbuild.analysis.analyzer import Analyzer
+
+    calls = []
+    real = Analyzer.nodes
+
+    def spy(self, labels, configuration=None):
+        calls.append(labels)
+        return real(self, labels, configuration)
+
+    monkeypatch.setattr(Analyzer, "nodes", spy)
+    return calls
 
 
 def check_cache_consistent(cache_root: Path, allow_temp: bool = False) -> dict:

@@ -7,8 +7,6 @@ depends on and checks the full path runs and rebuilds exactly what it must.
 
 import pytest
 
-from mlbuild.analysis.analyzer import Analyzer
-
 ROOT = "workspace: {name: t}\nconfig:\n  device: {default: cpu, values: {cpu: {}, gpu_sim: {}}}\n"
 PKG = """\
 gen: {rule: command, srcs: ["*.txt"], outs: [out.txt], cmd: "cat {{srcs}} > {{out}}"}
@@ -21,20 +19,6 @@ def mlb(workspace):
     mlb = workspace({"BUILD.yaml": ROOT, "targets/a/BUILD.yaml": PKG, "targets/a/in.txt": "hello\n"})
     mlb.ok("build", "//a/...")
     return mlb
-
-
-@pytest.fixture
-def analyses(monkeypatch):
-    """How many times the analyzer ran."""
-    calls = []
-    real = Analyzer.nodes
-
-    def spy(self, labels, configuration=None):
-        calls.append(labels)
-        return real(self, labels, configuration)
-
-    monkeypatch.setattr(Analyzer, "nodes", spy)
-    return calls
 
 
 def test_an_unchanged_build_skips_analysis(mlb, analyses):

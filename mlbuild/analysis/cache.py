@@ -1,0 +1,132 @@
+"""The analysis cache: a request's analyzed graph, reused while nothing it was made from moved.
+
+Loading and analyzing 10,000 targets takes one to two seconds, which every build that is not
+a no-op pays (a source edited, a test run again) where ninja reads the build file its
+generator wrote. What analysis reads is known: the BUILD and toolchain files, the directories
+searched for packages, each package's directory tree (a glob could match a new file), each
+source's directory and kind (a plain file inside the workspace, or a symlink to one), the
+venv toolchains' fingerprint files, and mlbuild's own code. After an analysis they are
+recorded as stats beside the pickled graph, under the request's identity (patterns,
+configuration tokens, sweeps, distdirs, cache and toolchain directories); the next analysis of
+the same request stats them and, if none moved, unpickles the graph instead.
+
+A source's bytes are not among them: keys are computed from digests when the build runs. So
+a source edited in place keeps the analysis, and one replaced (renamed over, made a symlink,
+retargeted) does not: its stamp is its kind and inode, and its target's for a symlink.
+Host-detected toolchains (no stat sees a pip install) disable the cache, as they disable the
+no-op fast path (execution/noop.py, whose manifest adds sources and outputs to these inputs).
+A file that changed while analysis ran may have been read before the change: its stat would
+vouch for what was not read, so when one has changed since just before analysis started
+(racily clean, as git calls it) no entry is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..filesystem import make_directory
+from ..hashing import digest_bytes
+from ..storage.atomic import load_pickle, save_pickle
+
+FORMAT = 1
+_CODE_DIR = Path(__file__).resolve().parent.parent
+# A file's mtime comes from the kernel's coarse clock, a tick or so behind the clock analysis
+# starts by; and some filesystems keep whole seconds. A second of margin covers both.
+_RACY_MARGIN_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Analyzed:
+    """A request's analysis: its requests and graph, and what they were made from."""
+
+    requests: list
+    graph: dict
+    inputs: frozenset[str]  # files and directories whose stats decide the analysis
+    toolchain_files: tuple[str, ...] | None  # None: a toolchain was detected on the host
+
+
+def file_stamp(path: str):
+    """What a stat says about whether `path` changed: size, mtime and inode; None if absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def unchanged(stamps: dict) -> bool:
+    """Whether every recorded `file_stamp` still holds (stopping at the first that moved)."""
+    return all(file_stamp(path) == stamp for path, stamp in stamps.items())
+
+
+def code_stamps() -> dict:
+    """mlbuild's own code: a changed mlbuild may analyze (and build) differently."""
+    return {str(p): file_stamp(str(p)) for p in sorted(_CODE_DIR.rglob("*.py"))}
+
+
+def inputs_of(workspace, graph: dict, toolchain_files) -> frozenset[str]:
+    """The files and directories an analysis of `graph` read, but its sources themselves."""
+    found = workspace.loaded_files | workspace.listed_directories | set(toolchain_files or ())
+    for package in {label.package for label in graph}:
+        for directory, _, _ in os.walk(workspace.package_dir(package)):
+            found.add(directory)
+    for target in graph.values():
+        if target.action is not None:
+            for _, source in target.action.sources:
+                found.add(os.path.dirname(os.path.join(workspace.root, source)))
+    return frozenset(found)
+
+
+def load(root: Path, identity: list) -> Analyzed | None:
+    """The recorded analysis of `identity` if nothing it was made from has moved since."""
+    entry = load_pickle(_entry_file(root, identity), {})
+    if entry.get("format") != FORMAT or entry["code"] != code_stamps() or not unchanged(entry["files"]):
+        return None
+    if any(_source_stamp(path) != recorded for path, recorded in entry["sources"].items()):
+        return None
+    requests, graph = pickle.loads(entry["graph"])
+    return Analyzed(requests, graph, frozenset(entry["files"]), entry["toolchain_files"])
+
+
+def save(root: Path, identity: list, analyzed: Analyzed, started_ns: int) -> None:
+    """Record `analyzed`, begun at `started_ns` (time.time_ns()), unless a host-detected
+    toolchain or a file changed while it ran makes it unprovable."""
+    path = _entry_file(root, identity)
+    files = {f: file_stamp(f) for f in sorted(analyzed.inputs)}
+    racy_after = started_ns - _RACY_MARGIN_NS
+    if analyzed.toolchain_files is None or any(s is not None and s[1] >= racy_after for s in files.values()):
+        path.unlink(missing_ok=True)
+        return
+    sources = {os.path.join(root, source) for target in analyzed.graph.values() if target.action is not None
+               for _, source in target.action.sources}
+    entry = {"format": FORMAT, "code": code_stamps(), "files": files,
+             "sources": {source: _source_stamp(source) for source in sorted(sources)},
+             "toolchain_files": analyzed.toolchain_files,
+             "graph": pickle.dumps((analyzed.requests, analyzed.graph), protocol=pickle.HIGHEST_PROTOCOL)}
+    make_directory(path.parent, "mlbuild's state directory")
+    save_pickle(path, entry)
+
+
+def _entry_file(root: Path, identity: list) -> Path:
+    key = json.dumps([FORMAT, *identity, os.environ.get("MLBUILD_TOOLCHAIN_DIR", "")])
+    return root / ".mlbuild" / "analysis" / f"{digest_bytes(key.encode())[:24]}.pickle"
+
+
+def _source_stamp(path: str):
+    """What analysis reads of a source: its kind and inode, and its target's if a symlink."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISLNK(st.st_mode):
+        return (stat.S_IFMT(st.st_mode), st.st_ino)
+    try:
+        target = os.stat(path)
+    except OSError:
+        return (stat.S_IFLNK, st.st_ino, os.readlink(path), None)
+    return (stat.S_IFLNK, st.st_ino, os.readlink(path), stat.S_IFMT(target.st_mode), target.st_ino)
