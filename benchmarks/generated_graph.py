@@ -200,6 +200,7 @@ class Run:
     rss_mib: float | None = None  # peak resident memory of the process
     cpu_s: float | None = None  # user + system CPU of the process and its commands
     own_cpu_s: float | None = None  # of it, the process's own (its threads, not its children)
+    steal_s: float | None = None  # CPU time the hypervisor gave other guests meanwhile, all cores
 
 
 @dataclass
@@ -211,11 +212,23 @@ class Process:
     rss_mib: float = 0.0
     cpu_s: float | None = None
     own_cpu_s: float | None = None
+    steal_s: float | None = None
 
     def run(self, executed: int | None, **outcome) -> Run:
         """This process as a measured Run: its time, memory and CPU, and what it did."""
         return Run(self.seconds, executed, rss_mib=self.rss_mib, cpu_s=self.cpu_s, own_cpu_s=self.own_cpu_s,
-                   **outcome)
+                   steal_s=self.steal_s, **outcome)
+
+
+def machine_steal_s() -> float | None:
+    """CPU time stolen from this VM's cores since boot (`steal` in /proc/stat): a round whose
+    wall time grew with it says more about the host's other guests than about the build."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class Harness:
@@ -240,6 +253,7 @@ class Harness:
         self.counter += 1
         log = self.logs / f"{self.counter:02d}-{tag}.log"
         report_read, report_write = os.pipe()
+        steal_before = machine_steal_s()
         with open(log, "wb") as out:
             spawner = subprocess.Popen([sys.executable, "-S", "-I", "-c", _SPAWNER, str(report_write), *argv],
                                        cwd=cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
@@ -251,11 +265,13 @@ class Harness:
                 figures = report.read().split()
             spawner.wait()
             deadline.cancel()
+        steal_after = machine_steal_s()
+        steal = None if steal_before is None or steal_after is None else steal_after - steal_before
         text = log.read_text(errors="replace")
         if len(figures) != 5:  # killed at the timeout, or the command could not start (the log says why)
             return Process(self.args.timeout if spawner.returncode == -9 else 0.0, spawner.returncode, text)
         return Process(float(figures[0]), int(figures[1]), text, int(figures[2]) / 1024, float(figures[3]),
-                       float(figures[4]))
+                       float(figures[4]), steal)
 
     def mlbuild(self, system: str, tag: str) -> Run:
         argv = [*self.commands[system], "--cache-dir", str(self.base / f"{system}-cache"), "build", "//...",
@@ -419,8 +435,9 @@ def main() -> int:
         extra = f", build phase {run.inner_s:.3f}s" if run.inner_s is not None else ""
         status = "" if run.ok else f"  FAILED {run.note}"
         cpu = "" if run.cpu_s is None else f"  cpu {run.cpu_s:7.2f}s (own {run.own_cpu_s:6.2f}s)"
+        steal = "" if run.steal_s is None else f", steal {run.steal_s:.1f}s"
         print(f"  {name:<8} {system:<8} {run.seconds:8.3f}s{cpu}  {run.rss_mib:7.1f} MiB  executed={run.executed}"
-              f"{extra}{status}", flush=True)
+              f"{extra}{steal}{status}", flush=True)
         return run
 
     for s in builders:  # compile bytecode once
