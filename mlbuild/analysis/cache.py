@@ -17,7 +17,7 @@ Host-detected toolchains (no stat sees a pip install) disable the cache, as they
 no-op fast path (execution/noop.py, whose manifest adds sources and outputs to these inputs).
 A file that changed while analysis ran may have been read before the change: its stat would
 vouch for what was not read, so when one has changed since just before analysis started
-(racily clean, as git calls it) no entry is written.
+(racily clean, as git calls it) neither an entry nor a no-op manifest is written.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ class Analyzed:
 
     requests: list
     graph: dict
-    inputs: frozenset[str]  # files and directories whose stats decide the analysis
-    toolchain_files: tuple[str, ...] | None  # None: a toolchain was detected on the host
+    # The file_stamp of every file and directory analysis read (but sources), taken when it
+    # ended; None when they cannot prove it: a toolchain was detected on the host, or one of
+    # them changed while analysis ran.
+    stamps: dict | None
 
 
 def file_stamp(path: str):
@@ -69,17 +71,23 @@ def code_stamps() -> dict:
     return {str(p): file_stamp(str(p)) for p in sorted(_CODE_DIR.rglob("*.py"))}
 
 
-def inputs_of(workspace, graph: dict, toolchain_files) -> frozenset[str]:
-    """The files and directories an analysis of `graph` read, but its sources themselves."""
-    found = workspace.loaded_files | workspace.listed_directories | set(toolchain_files or ())
+def stamps_of(workspace, graph: dict, toolchain_files: list[str] | None, started_ns: int) -> dict | None:
+    """`Analyzed.stamps` for an analysis of `graph` begun at `started_ns` (time.time_ns())."""
+    if toolchain_files is None:
+        return None
+    read = workspace.loaded_files | workspace.listed_directories | set(toolchain_files)
     for package in {label.package for label in graph}:
         for directory, _, _ in os.walk(workspace.package_dir(package)):
-            found.add(directory)
+            read.add(directory)
     for target in graph.values():
         if target.action is not None:
             for _, source in target.action.sources:
-                found.add(os.path.dirname(os.path.join(workspace.root, source)))
-    return frozenset(found)
+                read.add(os.path.dirname(os.path.join(workspace.root, source)))
+    stamps = {path: file_stamp(path) for path in sorted(read)}
+    racy_after = started_ns - _RACY_MARGIN_NS
+    if any(stamp is not None and stamp[1] >= racy_after for stamp in stamps.values()):
+        return None
+    return stamps
 
 
 def load(root: Path, identity: list) -> Analyzed | None:
@@ -90,23 +98,19 @@ def load(root: Path, identity: list) -> Analyzed | None:
     if any(_source_stamp(path) != recorded for path, recorded in entry["sources"].items()):
         return None
     requests, graph = pickle.loads(entry["graph"])
-    return Analyzed(requests, graph, frozenset(entry["files"]), entry["toolchain_files"])
+    return Analyzed(requests, graph, entry["files"])
 
 
-def save(root: Path, identity: list, analyzed: Analyzed, started_ns: int) -> None:
-    """Record `analyzed`, begun at `started_ns` (time.time_ns()), unless a host-detected
-    toolchain or a file changed while it ran makes it unprovable."""
+def save(root: Path, identity: list, analyzed: Analyzed) -> None:
+    """Record `analyzed` for `identity`, unless its stamps cannot prove it."""
     path = _entry_file(root, identity)
-    files = {f: file_stamp(f) for f in sorted(analyzed.inputs)}
-    racy_after = started_ns - _RACY_MARGIN_NS
-    if analyzed.toolchain_files is None or any(s is not None and s[1] >= racy_after for s in files.values()):
+    if analyzed.stamps is None:
         path.unlink(missing_ok=True)
         return
     sources = {os.path.join(root, source) for target in analyzed.graph.values() if target.action is not None
                for _, source in target.action.sources}
-    entry = {"format": FORMAT, "code": code_stamps(), "files": files,
+    entry = {"format": FORMAT, "code": code_stamps(), "files": analyzed.stamps,
              "sources": {source: _source_stamp(source) for source in sorted(sources)},
-             "toolchain_files": analyzed.toolchain_files,
              "graph": pickle.dumps((analyzed.requests, analyzed.graph), protocol=pickle.HIGHEST_PROTOCOL)}
     make_directory(path.parent, "mlbuild's state directory")
     save_pickle(path, entry)

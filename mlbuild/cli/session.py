@@ -92,10 +92,9 @@ class Session:
         requests = [Request(label, configuration, node) for configuration in self.configurations
                     for label, node in zip(labels, analyzer.nodes(labels, configuration))]
         self.workspace.save_caches()
-        evidence = self.toolchains.evidence()
-        inputs = analysis_cache.inputs_of(self.workspace, analyzer.targets, evidence)
-        analyzed = Analyzed(requests, analyzer.targets, inputs, None if evidence is None else tuple(evidence))
-        analysis_cache.save(self.workspace.root, identity, analyzed, started_ns)
+        stamps = analysis_cache.stamps_of(self.workspace, analyzer.targets, self.toolchains.evidence(), started_ns)
+        analyzed = Analyzed(requests, analyzer.targets, stamps)
+        analysis_cache.save(self.workspace.root, identity, analyzed)
         return analyzed
 
     def builder(self, build_options: BuildOptions, progress, remote=None, observers=(), cluster=None) -> Builder:

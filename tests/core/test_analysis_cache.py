@@ -6,11 +6,9 @@ fast path does not answer and the build's full path runs), changes one thing, an
 again: a spy counts the analyses, and the outputs show what the build saw.
 """
 
-import os
-import time
-
 import pytest
 
+from core.conftest import settle
 from mlbuild.errors import EXIT_BAD_INPUT
 
 ROOT = "workspace: {name: t}\nconfig:\n  device: {default: cpu, values: {cpu: {}, gpu_sim: {}}}\n"
@@ -18,14 +16,6 @@ PKG = """\
 gen: {rule: command, srcs: ["*.txt"], outs: [out.txt], cmd: "cat {{srcs}} > {{out}}"}
 up: {rule: command, deps: [":gen"], outs: [up.txt], cmd: "tr a-z A-Z < {{dep::gen}} > {{out}}"}
 """
-
-
-def settle(root) -> None:
-    """Date every file and directory of the workspace a minute back, as if written long ago."""
-    then = time.time() - 60
-    for directory, _, files in os.walk(root):
-        for path in [directory, *(os.path.join(directory, f) for f in files)]:
-            os.utime(path, (then, then), follow_symlinks=False)
 
 
 @pytest.fixture

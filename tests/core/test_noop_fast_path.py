@@ -7,6 +7,8 @@ depends on and checks the full path runs and rebuilds exactly what it must.
 
 import pytest
 
+from core.conftest import settle
+
 ROOT = "workspace: {name: t}\nconfig:\n  device: {default: cpu, values: {cpu: {}, gpu_sim: {}}}\n"
 PKG = """\
 gen: {rule: command, srcs: ["*.txt"], outs: [out.txt], cmd: "cat {{srcs}} > {{out}}"}
@@ -17,6 +19,7 @@ up: {rule: command, deps: [":gen"], outs: [up.txt], cmd: "tr a-z A-Z < {{dep::ge
 @pytest.fixture
 def mlb(workspace):
     mlb = workspace({"BUILD.yaml": ROOT, "targets/a/BUILD.yaml": PKG, "targets/a/in.txt": "hello\n"})
+    settle(mlb.root)
     mlb.ok("build", "//a/...")
     return mlb
 
@@ -46,6 +49,18 @@ def test_a_new_package_matching_the_pattern_is_built(workspace):
     mlb.write({"targets/b/BUILD.yaml": "late: {rule: command, outs: [o.txt], cmd: 'echo late > {{out}}'}\n"})
     assert mlb.ok("build", "//...").built == {"//b:late"}
     assert mlb.out("cpu", "//b:late", "o.txt").read_text() == "late\n"
+
+
+def test_a_build_file_edited_while_the_build_ran_is_seen(workspace, analyses):
+    """The manifest holds the stamps analysis saw, not the ones the file has when the build ends."""
+    mlb = workspace({"BUILD.yaml": ROOT, "targets/a/in.txt": "hello\n"})
+    build_file = mlb.root / "targets/a/BUILD.yaml"
+    build_file.write_text(f"x: {{rule: command, srcs: [in.txt], outs: [o], cmd: 'echo \\# >> {build_file}; cat {{{{srcs}}}} > {{{{out}}}}'}}\n")
+    settle(mlb.root)
+    mlb.ok("build", "//a:x")
+    assert build_file.read_text().endswith("#\n")  # edited by the action, after analysis read it
+    mlb.ok("build", "//a:x")
+    assert len(analyses) == 2
 
 
 def test_a_changed_build_file_is_reanalyzed(mlb):
