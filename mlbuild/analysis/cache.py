@@ -3,12 +3,13 @@
 Loading and analyzing 10,000 targets takes one to two seconds, which every build that is not
 a no-op pays (a source edited, a test run again) where ninja reads the build file its
 generator wrote. What analysis reads is known: the BUILD and toolchain files, the directories
-searched for packages, each package's directory tree (a glob could match a new file), each
-source's directory and kind (a plain file inside the workspace, or a symlink to one), the
-venv toolchains' fingerprint files, and mlbuild's own code. After an analysis they are
-recorded as stats beside the pickled graph, under the request's identity (patterns,
-configuration tokens, sweeps, distdirs, cache and toolchain directories); the next analysis of
-the same request stats them and, if none moved, unpickles the graph instead.
+searched for packages, each package's directory tree (a glob could match a new file), every
+directory of a `data_dir` dataset, each source's directory and kind (a plain file inside the
+workspace, or a symlink to one), the venv toolchains' fingerprint files, and mlbuild's own
+code. After an analysis they are recorded as stats beside the pickled graph, under the
+request's identity (patterns, configuration tokens, sweeps, distdirs, cache and toolchain
+directories); the next analysis of the same request stats them and, if none moved, unpickles
+the graph instead.
 
 A source's bytes are not among them: keys are computed from digests when the build runs. So
 a source edited in place keeps the analysis, and one replaced (renamed over, made a symlink,
