@@ -73,7 +73,8 @@ def code_stamps() -> dict:
 
 
 def stamps_of(workspace, graph: dict, toolchain_files: list[str] | None, started_ns: int) -> dict | None:
-    """`Analyzed.stamps` for an analysis of `graph` begun at `started_ns` (time.time_ns())."""
+    """`Analyzed.stamps` for an analysis of `graph` whose first read was after `started_ns`
+    (time.time_ns())."""
     if toolchain_files is None:
         return None
     read = workspace.loaded_files | workspace.listed_directories | set(toolchain_files)

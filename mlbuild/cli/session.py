@@ -56,6 +56,7 @@ class Session:
                  sweeps: tuple[str, ...] = ()):
         self.options = options
         start = Path(options.workspace) if options.workspace else Path.cwd()
+        self._started_ns = time.time_ns()  # before the first BUILD file is read (analysis/cache.py)
         self.workspace = Workspace(find_workspace_root(start.resolve()))
         self.cache = LocalCache(options.cache_root())
         self._config_tokens = config_tokens(configs)
@@ -83,7 +84,6 @@ class Session:
         analyzed = analysis_cache.load(self.workspace.root, identity)
         if analyzed is not None:
             return analyzed
-        started_ns = time.time_ns()
         labels = self.workspace.expand(patterns)
         if not labels:
             raise NothingToDoError(f"no targets match {' '.join(patterns)}",
@@ -92,7 +92,8 @@ class Session:
         requests = [Request(label, configuration, node) for configuration in self.configurations
                     for label, node in zip(labels, analyzer.nodes(labels, configuration))]
         self.workspace.save_caches()
-        stamps = analysis_cache.stamps_of(self.workspace, analyzer.targets, self.toolchains.evidence(), started_ns)
+        stamps = analysis_cache.stamps_of(self.workspace, analyzer.targets, self.toolchains.evidence(),
+                                          self._started_ns)
         analyzed = Analyzed(requests, analyzer.targets, stamps)
         analysis_cache.save(self.workspace.root, identity, analyzed)
         return analyzed
