@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
+from dataclasses import dataclass
 
 from .errors import Location, UserError
 
@@ -67,10 +67,17 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def dataset_files(directory: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(path relative to `directory`, absolute path) of every regular file below it, sorted,
-    and every directory listed (a file added to any of them changes the dataset); entries
-    that are not regular files are skipped with one warning naming a few."""
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset directory as listed, for the sandbox's data/ and for the analysis cache."""
+
+    files: list[tuple[str, str]]  # (path relative to the directory, absolute path) of each regular file, sorted
+    directories: list[str]  # every directory listed: a file added to any of them changes the dataset
+    warning: str | None  # naming a few of the entries skipped as not regular files, if any
+
+
+def list_dataset(directory: str) -> Dataset:
+    """Every regular file below `directory`; entries that are not regular files are skipped."""
     found, skipped, listed = [], [], []
     for current, subdirs, names in os.walk(directory):
         listed.append(current)
@@ -82,11 +89,11 @@ def dataset_files(directory: str) -> tuple[list[tuple[str, str]], list[str]]:
                 found.append((os.path.relpath(path, directory), path))
             else:
                 skipped.append(f"{os.path.relpath(path, directory)} ({problem})")
+    warning = None
     if skipped:
         shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
-        print(f"warning: {directory}: skipped {len(skipped)} entries that are not regular files: {shown}",
-              file=sys.stderr)
-    return found, listed
+        warning = f"{directory}: skipped {len(skipped)} entries that are not regular files: {shown}"
+    return Dataset(found, listed, warning)
 
 
 def make_directory(path, what: str) -> None:

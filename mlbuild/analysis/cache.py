@@ -47,6 +47,7 @@ class Analyzed:
 
     requests: list
     graph: dict
+    warnings: list[str]  # what analysis warned of: said again when the analysis is reused
     # The file_stamp of every file and directory analysis read (but sources), taken when it
     # ended; None when they cannot prove it: a toolchain was detected on the host, or one of
     # them changed while analysis ran.
@@ -100,7 +101,7 @@ def load(root: Path, identity: list) -> Analyzed | None:
     if any(_source_stamp(path) != recorded for path, recorded in entry["sources"].items()):
         return None
     requests, graph = pickle.loads(entry["graph"])
-    return Analyzed(requests, graph, entry["files"])
+    return Analyzed(requests, graph, entry["warnings"], entry["files"])
 
 
 def save(root: Path, identity: list, analyzed: Analyzed) -> None:
@@ -111,7 +112,7 @@ def save(root: Path, identity: list, analyzed: Analyzed) -> None:
         return
     sources = {os.path.join(root, source) for target in analyzed.graph.values() if target.action is not None
                for _, source in target.action.sources}
-    entry = {"format": FORMAT, "code": code_stamps(), "files": analyzed.stamps,
+    entry = {"format": FORMAT, "code": code_stamps(), "files": analyzed.stamps, "warnings": analyzed.warnings,
              "sources": {source: _source_stamp(source) for source in sorted(sources)},
              "graph": pickle.dumps((analyzed.requests, analyzed.graph), protocol=pickle.HIGHEST_PROTOCOL)}
     make_directory(path.parent, "mlbuild's state directory")

@@ -83,6 +83,8 @@ class Session:
                     str(self.cache.root)]
         analyzed = analysis_cache.load(self.workspace.root, identity)
         if analyzed is not None:
+            for message in analyzed.warnings:
+                self.workspace.warn(message)
             return analyzed
         labels = self.workspace.expand(patterns)
         if not labels:
@@ -94,7 +96,7 @@ class Session:
         self.workspace.save_caches()
         stamps = analysis_cache.stamps_of(self.workspace, analyzer.targets, self.toolchains.evidence(),
                                           self._started_ns)
-        analyzed = Analyzed(requests, analyzer.targets, stamps)
+        analyzed = Analyzed(requests, analyzer.targets, list(self.workspace.warnings), stamps)
         analysis_cache.save(self.workspace.root, identity, analyzed)
         return analyzed
 

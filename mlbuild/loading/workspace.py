@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class Workspace:
         # packages, a dataset's tree (an entry added changes its mtime). With loaded_files, what
         # the analysis cache and the no-op fast path stat.
         self.listed_directories: set[str] = set()
+        self.warnings: list[str] = []  # what loading and analysis warned of (a reused analysis repeats them)
         self._packages: dict[str, dict[str, TargetDecl]] = {}
         self._subdirectory_names: dict[str, frozenset] = {}
         root_doc = ROOT.check(self._load(self.root / ROOT_FILE), None, "")
@@ -104,6 +106,11 @@ class Workspace:
         make_directory(self.state_dir, "mlbuild's state directory")
         save_pickle(self._parse_cache_file, {"format": (PARSE_CACHE_FORMAT, __version__), "files": self._parse_cache})
         self._parse_cache_dirty = False
+
+    def warn(self, message: str) -> None:
+        """Tell the user of something odd in the workspace that does not stop analysis."""
+        self.warnings.append(message)
+        print(f"warning: {message}", file=sys.stderr)
 
     # -- packages and targets --------------------------------------------------------------
     def package_dir(self, package: str) -> Path:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..actions import SANDBOX_PLACEHOLDER, Action, Resources, output_dir, toolchain_root_placeholder
 from ..errors import BuildFileError, Location, did_you_mean
-from ..filesystem import dataset_files, file_problem, reaches_special
+from ..filesystem import file_problem, list_dataset, reaches_special
 from ..interning import shared
 from ..loading.configs import Configuration
 from ..loading.labels import Label
@@ -290,9 +290,11 @@ class RuleContext:
                 f"data_dir '{directory}' of {self.label} reaches the special file system {special}",
                 self.where("data_dir"), "point data_dir at the directory holding the dataset's files",
             )
-        files, listed = dataset_files(directory)
-        self.workspace.listed_directories.update(listed)
-        return [(f"data/{relative}", path) for relative, path in files]
+        dataset = list_dataset(directory)
+        self.workspace.listed_directories.update(dataset.directories)
+        if dataset.warning is not None:
+            self.workspace.warn(dataset.warning)
+        return [(f"data/{relative}", path) for relative, path in dataset.files]
 
     def declare_outputs(self, names: list[str], attr: str) -> list[str]:
         for name in names:

@@ -6,6 +6,8 @@ fast path does not answer and the build's full path runs), changes one thing, an
 again: a spy counts the analyses, and the outputs show what the build saw.
 """
 
+import os
+
 import pytest
 
 from core.conftest import settle
@@ -78,6 +80,24 @@ def test_a_file_added_deep_in_a_dataset_is_seen(workspace, analyses, tmp_path):
     mlb.ok("build", "//a:x")
     assert (mlb.out("cpu", "//a:x", "o").read_text()) == "./a.bin\n./sub/b.bin\n"
     assert len(analyses) == 2
+
+
+def test_a_reused_analysis_repeats_its_warnings(workspace, analyses, tmp_path):
+    data = tmp_path / "dataset"
+    data.mkdir()
+    (data / "a.bin").write_text("a")
+    os.mkfifo(data / "pipe")
+    mlb = workspace({"BUILD.yaml": ROOT, "targets/a/in.txt": "hello\n", "targets/a/BUILD.yaml":
+                     f"x: {{rule: command, srcs: [in.txt], data_dir: '{data}', outs: [o], cmd: 'ls data > {{{{out}}}}'}}\n"})
+    settle(mlb.root)
+    settle(data)
+    warned = mlb.ok("build", "//a:x").stderr
+    mlb.write({"targets/a/in.txt": "edited\n"})
+    again = mlb.ok("build", "//a:x").stderr
+    assert len(analyses) == 1
+    assert "warning:" in warned and "skipped 1 entries that are not regular files: pipe (is a FIFO" in warned
+    assert [line for line in again.splitlines() if "warning:" in line] == \
+        [line for line in warned.splitlines() if "warning:" in line]
 
 
 def test_a_source_retargeted_outside_the_workspace_is_refused(workspace, analyses, tmp_path):
