@@ -55,12 +55,13 @@ class Analyzed:
 
 
 def file_stamp(path: str):
-    """What a stat says about whether `path` changed: size, mtime and inode; None if absent."""
+    """What a stat says about whether `path` changed: size, mtime, inode and mode (a chmod
+    moves no mtime, and an action key holds a source's executable bit); None if absent."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
 
 
 def unchanged(stamps: dict) -> bool:

@@ -37,6 +37,12 @@ def test_a_changed_source_is_rebuilt(mlb):
     assert mlb.out("cpu", "//a:up", "up.txt").read_text() == "CHANGED\n"
 
 
+def test_a_source_made_executable_is_rebuilt(mlb):
+    """A chmod moves no mtime, and the executable bit is part of the action key."""
+    (mlb.root / "targets/a/in.txt").chmod(0o755)
+    assert mlb.ok("build", "//a/...").built == {"//a:gen"}  # //a:up reads the same bytes: a hit
+
+
 def test_a_new_file_matching_a_glob_is_seen(mlb):
     mlb.write({"targets/a/more.txt": "more\n"})
     assert mlb.ok("build", "//a/...").built == {"//a:gen", "//a:up"}
