@@ -9,7 +9,7 @@ workspace, or a symlink to one), the venv toolchains' fingerprint files, and mlb
 code. After an analysis they are recorded as stats beside the pickled graph, under the
 request's identity (patterns, configuration tokens, sweeps, distdirs, cache and toolchain
 directories); the next analysis of the same request stats them and, if none moved, unpickles
-the graph instead.
+the graph instead. The entries of the KEPT_ENTRIES requests used last are kept.
 
 A source's bytes are not among them: keys are computed from digests when the build runs. So
 a source edited in place keeps the analysis, and one replaced (renamed over, made a symlink,
@@ -35,6 +35,7 @@ from ..hashing import digest_bytes
 from ..storage.atomic import load_pickle, save_pickle
 
 FORMAT = 1
+KEPT_ENTRIES = 16  # requests whose analysis is kept: the ones used last
 _CODE_DIR = Path(__file__).resolve().parent.parent
 # A file's mtime comes from the kernel's coarse clock, a tick or so behind the clock analysis
 # starts by; and some filesystems keep whole seconds. A second of margin covers both.
@@ -96,12 +97,17 @@ def stamps_of(workspace, graph: dict, toolchain_files: list[str] | None, started
 
 def load(root: Path, identity: list) -> Analyzed | None:
     """The recorded analysis of `identity` if nothing it was made from has moved since."""
-    entry = load_pickle(_entry_file(root, identity), {})
+    path = _entry_file(root, identity)
+    entry = load_pickle(path, {})
     if entry.get("format") != FORMAT or entry["code"] != code_stamps() or not unchanged(entry["files"]):
         return None
     if any(_source_stamp(path) != recorded for path, recorded in entry["sources"].items()):
         return None
     requests, graph = pickle.loads(entry["graph"])
+    try:
+        os.utime(path)  # used now: the last entry pruning would remove
+    except OSError:
+        pass
     return Analyzed(requests, graph, entry["warnings"], entry["files"])
 
 
@@ -118,6 +124,19 @@ def save(root: Path, identity: list, analyzed: Analyzed) -> None:
              "graph": pickle.dumps((analyzed.requests, analyzed.graph), protocol=pickle.HIGHEST_PROTOCOL)}
     make_directory(path.parent, "mlbuild's state directory")
     save_pickle(path, entry)
+    _prune(path.parent)
+
+
+def _prune(directory: Path) -> None:
+    """Keep the KEPT_ENTRIES entries used last (one of 100,000 targets is about 37 MB)."""
+    used = []
+    for entry in directory.glob("*.pickle"):
+        try:
+            used.append((entry.stat().st_mtime_ns, entry))
+        except FileNotFoundError:  # pruned by another mlbuild meanwhile
+            pass
+    for _, entry in sorted(used, reverse=True)[KEPT_ENTRIES:]:
+        entry.unlink(missing_ok=True)
 
 
 def _entry_file(root: Path, identity: list) -> Path:

@@ -143,3 +143,17 @@ def test_host_detected_toolchains_disable_the_cache(workspace, analyses):
     mlb.write({"targets/a/in.txt": "edited\n"})
     mlb.ok("build", "//a:x")
     assert len(analyses) == 2  # probed and analyzed again: a pip install leaves no file to stat
+
+
+def test_only_the_entries_used_last_are_kept(mlb, analyses, monkeypatch):
+    from mlbuild.analysis import cache
+
+    monkeypatch.setattr(cache, "KEPT_ENTRIES", 2)
+    mlb.ok("build", "//a:gen")  # a second entry; the fixture's //... is the first
+    mlb.ok("build", "//...")  # reused: now the one used last
+    mlb.ok("build", "//a:up")  # a third: //a:gen's, used longest ago, goes
+    assert len(list((mlb.root / ".mlbuild" / "analysis").glob("*.pickle"))) == 2
+    mlb.write({"targets/a/in.txt": "again\n"})
+    mlb.ok("build", "//...")
+    mlb.ok("build", "//a:gen")
+    assert [[str(label) for label in labels] for labels in analyses[1:]] == [["//a:gen"], ["//a:up"], ["//a:gen"]]
