@@ -101,11 +101,11 @@ def load(root: Path, identity: list) -> Analyzed | None:
     entry = load_pickle(path, {})
     if entry.get("format") != FORMAT or entry["code"] != code_stamps() or not unchanged(entry["files"]):
         return None
-    if any(_source_stamp(path) != recorded for path, recorded in entry["sources"].items()):
+    if any(_source_stamp(source) != recorded for source, recorded in entry["sources"].items()):
         return None
     requests, graph = pickle.loads(entry["graph"])
     try:
-        os.utime(path)  # used now: the last entry pruning would remove
+        os.utime(path)  # used now: pruning keeps the entries used last
     except OSError:
         pass
     return Analyzed(requests, graph, entry["warnings"], entry["files"])
