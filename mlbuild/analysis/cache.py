@@ -75,6 +75,19 @@ def code_stamps() -> dict:
     return {str(p): file_stamp(str(p)) for p in sorted(_CODE_DIR.rglob("*.py"))}
 
 
+def source_paths(root: Path, graph: dict) -> set[str]:
+    """The path of every source of `graph`'s actions (data files outside the workspace included)."""
+    return {os.path.join(root, source) for target in graph.values() if target.action is not None
+            for _, source in target.action.sources}
+
+
+def request_file(root: Path, kind: str, identity: list) -> Path:
+    """Where the `kind` cache (a directory of `.mlbuild/`) keeps its entry for a request: named
+    by a digest of the request's identity and of the toolchain directory it resolves venvs in."""
+    key = json.dumps([*identity, os.environ.get("MLBUILD_TOOLCHAIN_DIR", "")])
+    return root / ".mlbuild" / kind / f"{digest_bytes(key.encode())[:24]}.pickle"
+
+
 def stamps_of(workspace, graph: dict, toolchain_files: list[str] | None, started_ns: int) -> dict | None:
     """`Analyzed.stamps` for an analysis of `graph` whose first read was after `started_ns`
     (time.time_ns())."""
@@ -84,10 +97,7 @@ def stamps_of(workspace, graph: dict, toolchain_files: list[str] | None, started
     for package in {label.package for label in graph}:
         for directory, _, _ in os.walk(workspace.package_dir(package)):
             read.add(directory)
-    for target in graph.values():
-        if target.action is not None:
-            for _, source in target.action.sources:
-                read.add(os.path.dirname(os.path.join(workspace.root, source)))
+    read.update(os.path.dirname(source) for source in source_paths(workspace.root, graph))
     stamps = {path: file_stamp(path) for path in sorted(read)}
     racy_after = started_ns - _RACY_MARGIN_NS
     if any(stamp is not None and stamp[1] >= racy_after for stamp in stamps.values()):
@@ -97,7 +107,7 @@ def stamps_of(workspace, graph: dict, toolchain_files: list[str] | None, started
 
 def load(root: Path, identity: list) -> Analyzed | None:
     """The recorded analysis of `identity` if nothing it was made from has moved since."""
-    path = _entry_file(root, identity)
+    path = request_file(root, "analysis", [FORMAT, *identity])
     entry = load_pickle(path, {})
     if entry.get("format") != FORMAT or entry["code"] != code_stamps() or not unchanged(entry["files"]):
         return None
@@ -113,14 +123,12 @@ def load(root: Path, identity: list) -> Analyzed | None:
 
 def save(root: Path, identity: list, analyzed: Analyzed) -> None:
     """Record `analyzed` for `identity`, unless its stamps cannot prove it."""
-    path = _entry_file(root, identity)
+    path = request_file(root, "analysis", [FORMAT, *identity])
     if analyzed.stamps is None:
         path.unlink(missing_ok=True)
         return
-    sources = {os.path.join(root, source) for target in analyzed.graph.values() if target.action is not None
-               for _, source in target.action.sources}
     entry = {"format": FORMAT, "code": code_stamps(), "files": analyzed.stamps, "warnings": analyzed.warnings,
-             "sources": {source: _source_stamp(source) for source in sorted(sources)},
+             "sources": {source: _source_stamp(source) for source in sorted(source_paths(root, analyzed.graph))},
              "graph": pickle.dumps((analyzed.requests, analyzed.graph), protocol=pickle.HIGHEST_PROTOCOL)}
     make_directory(path.parent, "mlbuild's state directory")
     save_pickle(path, entry)
@@ -137,11 +145,6 @@ def _prune(directory: Path) -> None:
             pass
     for _, entry in sorted(used, reverse=True)[KEPT_ENTRIES:]:
         entry.unlink(missing_ok=True)
-
-
-def _entry_file(root: Path, identity: list) -> Path:
-    key = json.dumps([FORMAT, *identity, os.environ.get("MLBUILD_TOOLCHAIN_DIR", "")])
-    return root / ".mlbuild" / "analysis" / f"{digest_bytes(key.encode())[:24]}.pickle"
 
 
 def _source_stamp(path: str):

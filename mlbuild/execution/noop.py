@@ -14,21 +14,17 @@ state no file stat captures), or a file changed while analysis ran.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-from ..analysis.cache import Analyzed, code_stamps, file_stamp, unchanged
+from ..analysis.cache import Analyzed, code_stamps, file_stamp, request_file, source_paths, unchanged
 from ..filesystem import make_directory
-from ..hashing import digest_bytes
 from ..storage.atomic import load_pickle, save_pickle
 
 MANIFEST_FORMAT = 1
 
 
 def manifest_file(root: Path, request: list) -> Path:
-    identity = json.dumps([MANIFEST_FORMAT, *request, os.environ.get("MLBUILD_TOOLCHAIN_DIR", "")])
-    return root / ".mlbuild" / "noop" / f"{digest_bytes(identity.encode())[:24]}.pickle"
+    return request_file(root, "noop", [MANIFEST_FORMAT, *request])
 
 
 def check(root: Path, request: list) -> tuple[int, str] | None:
@@ -48,10 +44,7 @@ def record(root: Path, request: list, analyzed: Analyzed, graph: dict, outputs: 
     if analyzed.stamps is None:
         path.unlink(missing_ok=True)
         return
-    files = set(outputs)
-    for target in graph.values():
-        if target.action is not None:
-            files.update(os.path.join(root, source) for _, source in target.action.sources)
+    files = source_paths(root, graph) | set(outputs)
     manifest = {"format": MANIFEST_FORMAT, "code": code_stamps(), "targets": len(graph),
                 "output_root": str(output_root),
                 "files": {**analyzed.stamps, **{f: file_stamp(f) for f in sorted(files)}}}
