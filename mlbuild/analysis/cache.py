@@ -23,6 +23,7 @@ vouch for what was not read, so when one has changed since just before analysis 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -70,8 +71,11 @@ def unchanged(stamps: dict) -> bool:
     return all(file_stamp(path) == stamp for path, stamp in stamps.items())
 
 
+@functools.cache
 def code_stamps() -> dict:
-    """mlbuild's own code: a changed mlbuild may analyze (and build) differently."""
+    """mlbuild's own code: a changed mlbuild may analyze (and build) differently. Taken once
+    per process, when first asked (before anything is analyzed): the code this process runs,
+    even if an upgrade replaces the files while it builds."""
     return {str(p): file_stamp(str(p)) for p in sorted(_CODE_DIR.rglob("*.py"))}
 
 
